@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make run` (the whole stack) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
+
+.PHONY: install run test test-fast lint fmt migrate seed bench soak fuzz clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,embedded]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install  ## the whole stack on this machine, gateway on :8000 (Ctrl-C stops it)
+	$(PY) -m services.devstack
+
+migrate: install  ## upgrade every service's schema (DATABASE_URL)
+	$(PY) -m services.common.migrate upgrade
+
+test: install  ## everything the tests need, then the whole suite
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check services gateway migrations tests
+	$(PY) -m ruff format --check services gateway migrations tests
+	$(PY) -m mypy services gateway
+
+fmt: install
+	$(PY) -m ruff check --fix services gateway migrations tests
+	$(PY) -m ruff format services gateway migrations tests
+
+clean:
+	rm -rf .data $(VENV)

@@ -1,0 +1,47 @@
+"""Gunicorn settings shared by every service and the gateway.
+
+    gunicorn -c deploy/gunicorn.conf.py services.auth.app:app
+
+Everything is read from the environment so one file serves all processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "uvicorn_worker.UvicornWorker"
+# SIGTERM: stop accepting, finish in-flight requests for up to this long, then exit.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+timeout = int(os.environ.get("WORKER_TIMEOUT", "60"))
+keepalive = int(os.environ.get("KEEPALIVE", "5"))
+# Recycle workers now and then (bounded memory growth), not all at once.
+max_requests = int(os.environ.get("MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
+accesslog = None  # the app writes its own JSON access line with the request id
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+proc_name = os.environ.get("SERVICE_NAME", "shopstack")
+
+
+def on_starting(server: Any) -> None:
+    """Empty the multiprocess metrics directory: samples of a previous run would be summed."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges so /metrics does not count it any more."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

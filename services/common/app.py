@@ -1,0 +1,113 @@
+"""The app factory every service and the gateway use: one lifespan owns the engine,
+the Redis client, the token verifier and the background tasks, and closes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from services.common.db import create_engine, session_factory
+from services.common.errors import install_error_handlers
+from services.common.health import ReadinessCheck, check_database, check_redis, health_router
+from services.common.jwt import JwksCache, JwksFetcher, TokenVerifier, http_jwks_fetcher
+from services.common.logging import configure_logging
+from services.common.middleware import ObservabilityMiddleware
+from services.common.redis import create_redis
+from services.common.settings import CommonSettings
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+Task = Callable[[FastAPI], Coroutine[Any, Any, None]]
+log = logging.getLogger("services.app")
+
+
+@dataclass
+class ServiceSpec:
+    """What makes one service different from the others."""
+
+    name: str
+    settings: CommonSettings
+    routers: Sequence[APIRouter] = ()
+    title: str = ""
+    description: str = ""
+    version: str = "1.0.0"
+    use_database: bool = True
+    on_startup: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+    # Long-running coroutines (outbox relay, event consumers): started after startup
+    # hooks, cancelled at shutdown.
+    background: Sequence[Task] = ()
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    jwks_fetcher: JwksFetcher | None = None
+
+
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _lifespan(spec: ServiceSpec) -> Lifespan:
+    settings = spec.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.redis = create_redis(settings.redis_url, settings.redis_timeout)
+        if spec.use_database:
+            app.state.engine = create_engine(settings)
+            app.state.session_factory = session_factory(app.state.engine)
+        fetcher = spec.jwks_fetcher or http_jwks_fetcher(settings.jwks_url)
+        app.state.token_verifier = TokenVerifier(
+            JwksCache(fetcher, max_age=settings.jwks_cache_seconds),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway_seconds,
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for hook in spec.on_startup:
+                await hook(app)
+            for job in spec.background:
+                tasks.append(asyncio.create_task(job(app), name=getattr(job, "__name__", "bg")))
+            app.state.background_tasks = tasks
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for hook in spec.on_shutdown:
+                try:
+                    await hook(app)
+                except Exception:
+                    log.exception("shutdown hook failed")
+            await app.state.redis.aclose()
+            if spec.use_database:
+                await app.state.engine.dispose()
+
+    return lifespan
+
+
+def create_app(spec: ServiceSpec) -> FastAPI:
+    configure_logging(spec.name, spec.settings.log_level)
+    app = FastAPI(
+        title=spec.title or f"{spec.name} service",
+        description=spec.description,
+        version=spec.version,
+        lifespan=_lifespan(spec),
+        docs_url="/docs" if spec.settings.is_development else None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    checks: dict[str, ReadinessCheck] = {}
+    if spec.use_database:
+        checks["database"] = check_database
+    checks["redis"] = check_redis
+    checks.update(spec.readiness)
+    app.include_router(health_router(checks))
+    for router in spec.routers:
+        app.include_router(router)
+    app.add_middleware(ObservabilityMiddleware, service=spec.name)
+    return app

@@ -1,0 +1,74 @@
+"""Async SQLModel engine and the per-request session that commits on success."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.common import metrics
+from services.common.settings import CommonSettings
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept plain postgres:// URLs from operators and point them at asyncpg."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(settings: CommonSettings, **overrides: Any) -> AsyncEngine:
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "statement_cache_size": settings.db_statement_cache_size,
+            "timeout": 5,
+            "server_settings": {"application_name": settings.service_name},
+        },
+    }
+    options.update(overrides)
+    engine = create_async_engine(asyncpg_url(settings.database_url), **options)
+    _watch_pool(engine)
+    return engine
+
+
+def _watch_pool(engine: AsyncEngine) -> None:
+    pool = engine.sync_engine.pool
+
+    def _sample(*_: Any) -> None:
+        checked_out = getattr(pool, "checkedout", lambda: 0)()
+        overflow = getattr(pool, "overflow", lambda: 0)()
+        metrics.DB_POOL_IN_USE.set(checked_out)
+        metrics.DB_POOL_OVERFLOW.set(max(overflow, 0))
+
+    event.listen(engine.sync_engine, "checkout", _sample)
+    event.listen(engine.sync_engine, "checkin", _sample)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: commit when the handler returns, roll back if it raises."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# scope="function": the commit happens before the response is sent, so a client that
+# sees 2xx can rely on the write being durable.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

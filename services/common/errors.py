@@ -1,0 +1,169 @@
+"""RFC 9457 problem+json errors: one shape from every service and from the gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.context import request_id_var
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://errors.shopstack.dev/"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    428: "Precondition Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+log = logging.getLogger("services.errors")
+
+
+def title_for(status: int) -> str:
+    return _TITLES.get(status, "Error")
+
+
+class ProblemError(Exception):
+    """Raise anywhere to answer with a problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        type_: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title_for(status))
+        self.status = status
+        self.detail = detail
+        self.type = type_
+        self.title = title or title_for(status)
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_body(
+    status: int,
+    *,
+    detail: str | None = None,
+    type_: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + type_ if type_ else "about:blank",
+        "title": title or title_for(status),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    *,
+    detail: str | None = None,
+    type_: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body = problem_body(
+        status, detail=detail, type_=type_, title=title, instance=instance, extra=extra
+    )
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        errors.append(
+            {"field": ".".join(loc), "message": err.get("msg", ""), "code": err.get("type", "")}
+        )
+    return errors
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status,
+        detail=exc.detail,
+        type_=exc.type,
+        title=exc.title,
+        instance=request.url.path,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}"
+    return problem_response(
+        exc.status_code,
+        detail=detail,
+        instance=request.url.path,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(
+        422,
+        detail="The request is not valid.",
+        type_="validation",
+        instance=request.url.path,
+        extra={"errors": _validation_errors(exc)},
+    )
+
+
+async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Logged with its traceback for operators; the client sees no internals.
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return problem_response(500, detail="An unexpected error occurred.", instance=request.url.path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(Exception, _on_unhandled)

@@ -1,0 +1,34 @@
+"""The email job queue (saq on Redis): the relay enqueues, the worker consumes.
+
+The job key is the outbox row id: saq refuses a second job with a live key, so a
+re-relayed row does not become a second email.
+"""
+
+from __future__ import annotations
+
+from saq import Queue
+
+from services.common.outbox import OutboxBase
+
+EMAIL_QUEUE_NAME = "emails"
+SEND_EMAIL_JOB = "send_email"
+EMAIL_JOB_RETRIES = 8
+EMAIL_JOB_TIMEOUT_SECONDS = 60
+
+
+def email_queue(redis_url: str) -> Queue:
+    return Queue.from_url(redis_url, name=EMAIL_QUEUE_NAME)
+
+
+async def enqueue_email(queue: Queue, row: OutboxBase) -> None:
+    await queue.enqueue(
+        SEND_EMAIL_JOB,
+        key=str(row.id),
+        timeout=EMAIL_JOB_TIMEOUT_SECONDS,
+        retries=EMAIL_JOB_RETRIES,
+        retry_delay=1.0,
+        retry_backoff=True,
+        outbox_id=str(row.id),
+        message=row.payload,
+        request_id=row.request_id,
+    )

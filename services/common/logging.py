@@ -1,0 +1,84 @@
+"""JSON-lines logging with the request id, user id and service on every line.
+
+Secrets never reach a log line: a filter masks values of sensitive keys and
+anything shaped like a bearer token or JWT before formatting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+from services.common.context import request_id_var, route_var, user_id_var
+
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+_BEARER = re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+")
+_SENSITIVE_KEY = re.compile(r"(?i)(password|secret|token|authorization|cookie|hash|key)")
+_SENSITIVE_PAIR = re.compile(
+    r"(?i)\b([\w-]*(?:password|secret|token|authorization|api_key)[\w-]*)(\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+)
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def redact(text: str) -> str:
+    text = _JWT.sub("[REDACTED]", text)
+    text = _BEARER.sub(r"\1[REDACTED]", text)
+    return _SENSITIVE_PAIR.sub(r"\1\2[REDACTED]", text)
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SENSITIVE_KEY.search(key) and key not in {"token_type"}:
+        return "[REDACTED]"
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": self.service,
+            "message": redact(record.getMessage()),
+        }
+        for key, var in (
+            ("request_id", request_id_var),
+            ("user_id", user_id_var),
+            ("route", route_var),
+        ):
+            value = var.get()
+            if value is not None:
+                entry[key] = value
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = _redact_value(key, value)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route every logger (ours, uvicorn's, gunicorn's) through one JSON handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Our own access log replaces uvicorn's (it has the route, duration and request id).
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,147 @@
+"""Transactional outbox: a row written in the caller's transaction, relayed to Redis later.
+
+Each service declares its own table in its own schema from `OutboxBase`:
+
+    class Outbox(OutboxBase, table=True):
+        __tablename__ = "outbox"
+        __table_args__ = {"schema": "auth"}
+
+`relay_batch` claims unpublished rows with FOR UPDATE SKIP LOCKED, hands each to
+Redis (events to a stream, emails to the job queue with the row id as job key)
+and marks it published in the same transaction, so several relays never hand
+one row over twice; a crash between hand-off and commit re-sends the same id,
+which the job queue and the idempotent consumers drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Column, DateTime, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.common import metrics
+from services.common.context import request_id_var
+
+log = logging.getLogger("services.outbox")
+
+OutboxKind = Literal["event", "email"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OutboxBase(SQLModel):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=16)
+    topic: str = Field(max_length=100)
+    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    published_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+    )
+
+
+def add_message(
+    session: AsyncSession,
+    model: type[OutboxBase],
+    kind: OutboxKind,
+    topic: str,
+    payload: dict[str, Any],
+) -> OutboxBase:
+    """Queue an event or an email in the caller's transaction (nothing leaves before commit)."""
+    row = model(kind=kind, topic=topic, payload=payload, request_id=request_id_var.get())
+    session.add(row)
+    return row
+
+
+def add_event(
+    session: AsyncSession, model: type[OutboxBase], topic: str, data: dict[str, Any]
+) -> OutboxBase:
+    return add_message(session, model, "event", topic, data)
+
+
+def add_email(
+    session: AsyncSession,
+    model: type[OutboxBase],
+    *,
+    template: str,
+    to: str,
+    context: dict[str, Any],
+    locale: str = "en",
+) -> OutboxBase:
+    payload = {"template": template, "to": to, "locale": locale, "context": context}
+    return add_message(session, model, "email", template, payload)
+
+
+Publisher = Callable[[OutboxBase], Awaitable[None]]
+
+
+async def relay_batch(
+    factory: async_sessionmaker[AsyncSession],
+    model: type[OutboxBase],
+    publish: Publisher,
+    *,
+    service: str,
+    batch_size: int = 100,
+) -> int:
+    """Hand one batch of unpublished rows to `publish`; returns how many were handed over."""
+    table: Any = model
+    async with factory() as session, session.begin():
+        stmt = (
+            select(table)
+            .where(table.published_at.is_(None))
+            .order_by(table.created_at, table.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list((await session.exec(stmt)).scalars())  # type: ignore[call-overload]
+        now = utcnow()
+        for row in rows:
+            await publish(row)
+            row.published_at = now
+            metrics.OUTBOX_RELAYED.labels(service, row.kind).inc()
+    return len(rows)
+
+
+async def backlog(factory: async_sessionmaker[AsyncSession], model: type[OutboxBase]) -> int:
+    table: Any = model
+    async with factory() as session:
+        stmt = select(func.count()).select_from(table).where(table.published_at.is_(None))
+        return int((await session.exec(stmt)).scalar_one())  # type: ignore[call-overload]
+
+
+async def run_relay(
+    factory: async_sessionmaker[AsyncSession],
+    model: type[OutboxBase],
+    publish: Publisher,
+    *,
+    service: str,
+    interval: float = 0.2,
+) -> None:
+    """Relay forever (a lifespan background task); errors back off and never stop it."""
+    delay = interval
+    while True:
+        try:
+            handed = await relay_batch(factory, model, publish, service=service)
+            metrics.OUTBOX_BACKLOG.labels(service).set(await backlog(factory, model))
+            delay = 0 if handed else interval
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("outbox relay failed, retrying: %s", type(exc).__name__)
+            delay = min(max(delay * 2, interval), 5.0)
+        await asyncio.sleep(delay)

@@ -1,0 +1,49 @@
+"""The Redis client and a per-process guard that skips Redis for a moment after it fails.
+
+Without the guard every request would wait for a socket timeout while Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("services.redis")
+
+
+def create_redis(url: str, timeout: float = 0.5) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        max_connections=200,
+    )
+
+
+class RedisGuard:
+    """Circuit breaker for optional Redis work (caches): open for `cooldown` s after an error."""
+
+    def __init__(self, cooldown: float = 2.0) -> None:
+        self.cooldown = cooldown
+        self._open_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._open_until
+
+    def failed(self, exc: BaseException) -> None:
+        if self.available:
+            log.warning(
+                "redis unavailable, skipping it for %.1fs: %s", self.cooldown, type(exc).__name__
+            )
+        self._open_until = time.monotonic() + self.cooldown
+
+    def succeeded(self) -> None:
+        self._open_until = 0.0
+
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)

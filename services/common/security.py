@@ -1,0 +1,87 @@
+"""FastAPI dependencies that turn a bearer token into a verified, non-revoked Principal.
+
+Every service checks tokens itself (defence in depth behind the gateway) and
+checks the object it touches against the principal (authorization per object).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.common.context import user_id_var
+from services.common.errors import ProblemError
+from services.common.jwt import InvalidToken, Principal, TokenVerifier
+from services.common.redis import REDIS_ERRORS
+from services.common.revocation import is_revoked
+
+log = logging.getLogger("services.security")
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401,
+        detail,
+        type_="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(request: Request, token: str) -> Principal:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        principal = await verifier.verify(token)
+    except InvalidToken as exc:
+        raise _unauthorized(str(exc)) from exc
+    try:
+        revoked = await is_revoked(request.app.state.redis, principal)
+    except REDIS_ERRORS as exc:
+        # Fail closed: a logout or a deactivation must never be skipped.
+        log.error("revocation check unavailable: %s", type(exc).__name__)
+        raise ProblemError(
+            503, "Authentication is temporarily unavailable.", headers={"Retry-After": "2"}
+        ) from exc
+    if revoked:
+        raise _unauthorized("token has been revoked")
+    user_id_var.set(principal.user_id)
+    return principal
+
+
+async def get_principal(request: Request) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise ProblemError(
+            401,
+            "A bearer access token is required.",
+            type_="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return await authenticate(request, token)
+
+
+async def get_optional_principal(request: Request) -> Principal | None:
+    token = bearer_token(request)
+    return None if token is None else await authenticate(request, token)
+
+
+async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise ProblemError(403, "This action needs the admin role.", type_="forbidden")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+OptionalUser = Annotated[Principal | None, Depends(get_optional_principal)]
+AdminUser = Annotated[Principal, Depends(require_admin)]

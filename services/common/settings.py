@@ -1,0 +1,68 @@
+"""Settings shared by every process, read from the environment (pydantic-settings).
+
+Shared names (DATABASE_URL, REDIS_URL...) have no prefix so one `.env` serves the
+whole stack; a service adds its own fields in a subclass.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "changethis-dev-only"  # noqa: S105 - the refused default, not a secret
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class CommonSettings(BaseSettings):
+    """What every service and the gateway need to run."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    environment: Environment = Environment.development
+    service_name: str = "service"
+    log_level: str = "INFO"
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/shopstack"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_statement_cache_size: int = Field(default=100, ge=0)  # 0 behind pgbouncer
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = Field(default=0.5, gt=0)
+
+    # Secret used to sign pagination cursors (HMAC); must be set outside development.
+    cursor_secret: str = DEV_SECRET
+
+    # Access-token verification (every service and the gateway verify the same way).
+    jwt_issuer: str = "http://auth:8001"
+    jwt_audience: str = "shopstack"
+    jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    jwks_cache_seconds: int = Field(default=300, ge=1)
+    jwt_leeway_seconds: int = Field(default=10, ge=0)
+
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+    otel_enabled: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets(self) -> CommonSettings:
+        if self.environment is Environment.production:
+            for name, value in self._secret_fields().items():
+                if value == DEV_SECRET or not value:
+                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+        return self
+
+    def _secret_fields(self) -> dict[str, Any]:
+        return {"cursor_secret": self.cursor_secret}
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.development
