@@ -90,7 +90,7 @@ class Cache:
     async def _load_once(self, key: str, loader: Loader, ttl: int | None) -> bytes | None:
         lock_key = f"lock:{key}"
         got_lock = await self._call(self.redis.set(lock_key, b"1", nx=True, px=self.lock_ttl_ms))
-        if got_lock is False:
+        if not got_lock and self.guard.available:
             # Someone else is loading: wait briefly for their value instead of piling on.
             for _ in range(int(self.lock_ttl_ms / 1000 / self.wait_step)):
                 await asyncio.sleep(self.wait_step)

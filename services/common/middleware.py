@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import metrics
 from services.common.context import request_id_var, route_var, user_id_var
+from services.common.errors import problem_response
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 access_log = logging.getLogger("access")
+log = logging.getLogger("services.errors")
 
 
 def route_template(scope: Scope) -> str:
@@ -59,9 +61,12 @@ class ObservabilityMiddleware:
         start = time.perf_counter()
         metrics.HTTP_IN_PROGRESS.labels(method).inc()
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
@@ -70,6 +75,14 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here, inside the request context, so the 500 carries the request id.
+            if started:
+                raise
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            response = problem_response(500, detail="An unexpected error occurred.",
+                                        instance=scope["path"])
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             template = route_template(scope)

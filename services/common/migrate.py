@@ -40,12 +40,12 @@ def config_for(name: str, database_url: str | None = None) -> Config:
 
 
 def upgrade_all(database_url: str | None = None, names: list[str] | None = None) -> None:
-    for name in names or environments():
+    for name in names if names is not None else environments():
         command.upgrade(config_for(name, database_url), "head")
 
 
 def downgrade_all(database_url: str | None = None, names: list[str] | None = None) -> None:
-    for name in reversed(names or environments()):
+    for name in reversed(names if names is not None else environments()):
         command.downgrade(config_for(name, database_url), "base")
 
 

@@ -13,6 +13,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from services.common.db import asyncpg_url
+from services.common.migrate import ROOT
 
 
 @dataclass
@@ -73,13 +74,14 @@ def start_infra(worker_id: str, data_root: Path) -> tuple[str, str, list[object]
 
 
 def prepare(worker_id: str, admin_url: str, redis_base: str) -> Infra:
-    from services.common.migrate import upgrade_all
+    from services.common.migrate import environments, upgrade_all
 
     index = worker_index(worker_id)
     name = f"shopstack_test_{index}"
     asyncio.run(recreate_database(admin_url, name))
     database_url = with_database(admin_url, name)
-    upgrade_all(database_url)
+    upgrade_all(database_url, names=[n for n in environments()
+                                     if (ROOT / "services" / n / "models.py").exists()])
     redis_url = with_redis_db(redis_base, 1 + index % 15)
     import redis
 

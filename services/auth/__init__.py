@@ -1,0 +1,1 @@
+"""The auth service: accounts, sessions, tokens and signing keys."""

@@ -1,0 +1,95 @@
+"""Settings of the auth service: the shared ones plus AUTH_* fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field
+
+from services.common.settings import DEV_SECRET, CommonSettings, Environment
+
+
+def _alias(name: str) -> Any:
+    # AUTH_ prefix in the environment; the bare field name still works in code and tests.
+    return AliasChoices(f"AUTH_{name.upper()}", name)
+
+
+class AuthSettings(CommonSettings):
+    service_name: str = "auth"
+
+    # Fernet key material for the private signing keys at rest (any string: it is
+    # stretched with SHA-256). The dev default is refused in production.
+    key_encryption_secret: str = Field(
+        default=DEV_SECRET, validation_alias=_alias("key_encryption_secret")
+    )
+    # A new key is published this long before it signs, so verifiers that cached the
+    # JWKS just before a rotation learn it first (0: sign at once).
+    key_activation_delay_seconds: int = Field(
+        default=0, ge=0, validation_alias=_alias("key_activation_delay_seconds")
+    )
+    # How long a worker of this service keeps the signing key in memory.
+    key_cache_seconds: int = Field(default=60, ge=1, validation_alias=_alias("key_cache_seconds"))
+
+    access_token_ttl_seconds: int = Field(
+        default=900, ge=30, validation_alias=_alias("access_token_ttl_seconds")
+    )
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 86400, ge=60, validation_alias=_alias("refresh_token_ttl_seconds")
+    )
+    verify_token_ttl_seconds: int = Field(
+        default=48 * 3600, ge=60, validation_alias=_alias("verify_token_ttl_seconds")
+    )
+    reset_token_ttl_seconds: int = Field(
+        default=3600, ge=60, validation_alias=_alias("reset_token_ttl_seconds")
+    )
+    allow_unverified_login: bool = Field(
+        default=True, validation_alias=_alias("allow_unverified_login")
+    )
+    app_url: str = Field(
+        default="http://localhost:3000", validation_alias=AliasChoices("APP_URL", "app_url")
+    )
+
+    # argon2id, OWASP minimum by default (m=19 MiB, t=2, p=1); tests lower the memory.
+    argon2_memory_kib: int = Field(default=19456, ge=8, validation_alias=_alias("argon2_memory_kib"))
+    argon2_time_cost: int = Field(default=2, ge=1, validation_alias=_alias("argon2_time_cost"))
+    argon2_parallelism: int = Field(default=1, ge=1, validation_alias=_alias("argon2_parallelism"))
+
+    # Rate limits in the `limits` notation ("N/second|minute|hour|day"), fixed windows in Redis.
+    rate_login_ip: str = Field(default="30/minute", validation_alias=_alias("rate_login_ip"))
+    rate_login_account: str = Field(
+        default="10/minute", validation_alias=_alias("rate_login_account")
+    )
+    rate_register_ip: str = Field(default="10/hour", validation_alias=_alias("rate_register_ip"))
+    rate_email_ip: str = Field(default="10/hour", validation_alias=_alias("rate_email_ip"))
+    rate_email_account: str = Field(default="3/hour", validation_alias=_alias("rate_email_account"))
+    # Lockout: after `lockout_threshold` consecutive failures, each further failure locks
+    # the account for base * 2^(n - threshold) seconds, never more than the cap.
+    lockout_threshold: int = Field(default=5, ge=1, validation_alias=_alias("lockout_threshold"))
+    lockout_base_seconds: int = Field(
+        default=30, ge=1, validation_alias=_alias("lockout_base_seconds")
+    )
+    lockout_max_seconds: int = Field(
+        default=900, ge=1, validation_alias=_alias("lockout_max_seconds")
+    )
+    # Proxies in front of auth that append to X-Forwarded-For (the gateway: 1).
+    trusted_proxy_hops: int = Field(default=1, ge=0, validation_alias=_alias("trusted_proxy_hops"))
+
+    # Relay + event consumer; tests that drive them by hand turn them off.
+    background_tasks: bool = Field(default=True, validation_alias=_alias("background_tasks"))
+
+    # Seed a first admin at startup, in development only.
+    bootstrap_admin_email: str | None = Field(
+        default=None, validation_alias=_alias("bootstrap_admin_email")
+    )
+    bootstrap_admin_password: str | None = Field(
+        default=None, validation_alias=_alias("bootstrap_admin_password")
+    )
+
+    def _secret_fields(self) -> dict[str, Any]:
+        return super()._secret_fields() | {
+            "auth_key_encryption_secret": self.key_encryption_secret
+        }
+
+    @property
+    def bootstrap_allowed(self) -> bool:
+        return self.environment is Environment.development

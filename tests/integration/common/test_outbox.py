@@ -1,0 +1,74 @@
+"""Outbox rows reach Redis exactly once, even with two relays racing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from services.common.outbox import add_email, add_event, relay_batch
+from tests.integration.common.kit_models import KitOutbox
+
+
+async def write_rows(factory, n: int) -> set[str]:
+    ids = set()
+    async with factory() as session:
+        for i in range(n):
+            row = add_event(session, KitOutbox, "kit.happened", {"i": i})
+            ids.add(str(row.id))
+        await session.commit()
+    return ids
+
+
+async def test_rows_written_in_a_rolled_back_transaction_never_leave(kit_factory) -> None:
+    async with kit_factory() as session:
+        add_email(session, KitOutbox, template="verify_email", to="a@example.com",
+                  context={"link": "x"})
+        await session.rollback()
+    published: list[str] = []
+
+    async def publish(row) -> None:
+        published.append(str(row.id))
+
+    assert await relay_batch(kit_factory, KitOutbox, publish, service="kit") == 0
+    assert published == []
+
+
+async def test_two_relays_hand_each_row_over_once(kit_factory) -> None:
+    ids = await write_rows(kit_factory, 300)
+    published: list[str] = []
+
+    async def publish(row) -> None:
+        await asyncio.sleep(0)  # let the other relay run in between
+        published.append(str(row.id))
+
+    async def relay_until_empty() -> None:
+        while await relay_batch(kit_factory, KitOutbox, publish, service="kit", batch_size=25):
+            pass
+
+    await asyncio.gather(relay_until_empty(), relay_until_empty())
+    assert len(published) == len(ids)
+    assert set(published) == ids
+    async with kit_factory() as session:
+        left = await session.exec(select(func.count()).select_from(KitOutbox)
+                                  .where(KitOutbox.published_at.is_(None)))
+        assert left.one()[0] == 0
+
+
+async def test_a_failed_publish_keeps_the_row_for_the_next_try(kit_factory) -> None:
+    ids = await write_rows(kit_factory, 3)
+
+    async def broken(row) -> None:
+        raise ConnectionError("redis is down")
+
+    try:
+        await relay_batch(kit_factory, KitOutbox, broken, service="kit")
+    except ConnectionError:
+        pass
+    published: list[str] = []
+
+    async def publish(row) -> None:
+        published.append(str(row.id))
+
+    await relay_batch(kit_factory, KitOutbox, publish, service="kit")
+    assert set(published) == ids
