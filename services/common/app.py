@@ -20,6 +20,7 @@ from services.common.logging import configure_logging
 from services.common.middleware import ObservabilityMiddleware
 from services.common.redis import create_redis
 from services.common.settings import CommonSettings
+from services.common.tracing import instrument_app, instrument_engine
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 Task = Callable[[FastAPI], Coroutine[Any, Any, None]]
@@ -44,6 +45,8 @@ class ServiceSpec:
     background: Sequence[Task] = ()
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     jwks_fetcher: JwksFetcher | None = None
+    # Tests pass an in-memory span exporter; production uses OTLP (settings.otel_enabled).
+    span_exporter: Any = None
 
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
@@ -59,6 +62,8 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
         if spec.use_database:
             app.state.engine = create_engine(settings)
             app.state.session_factory = session_factory(app.state.engine)
+            if tracing_on(spec):
+                instrument_engine(app.state.engine)
         fetcher = spec.jwks_fetcher or http_jwks_fetcher(settings.jwks_url)
         app.state.token_verifier = TokenVerifier(
             JwksCache(fetcher, max_age=settings.jwks_cache_seconds),
@@ -110,4 +115,10 @@ def create_app(spec: ServiceSpec) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     app.add_middleware(ObservabilityMiddleware, service=spec.name)
+    if tracing_on(spec):
+        instrument_app(app, spec.name, spec.span_exporter)
     return app
+
+
+def tracing_on(spec: ServiceSpec) -> bool:
+    return spec.settings.otel_enabled or spec.span_exporter is not None

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Column, DateTime, func, select
+from sqlalchemy import DateTime, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel
@@ -44,14 +44,20 @@ class OutboxBase(SQLModel):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     kind: str = Field(max_length=16)
     topic: str = Field(max_length=100)
-    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    # sa_type, not sa_column: a Column object would be shared by every subclass' table.
+    payload: dict[str, Any] = Field(sa_type=JSONB, nullable=False)
     request_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(
         default_factory=utcnow,
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+        sa_type=DateTime(timezone=True),
+        nullable=False,
+        sa_column_kwargs={"server_default": func.now()},
     )
     published_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+        default=None,
+        sa_type=DateTime(timezone=True),
+        nullable=True,
+        index=True,
     )
 
 
