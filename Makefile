@@ -18,13 +18,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install  ## the whole stack on this machine, gateway on :8000 (Ctrl-C stops it)
-	$(PY) -m services.devstack
+	$(PY) -m services.devstack $(RUN_ARGS)
 
 migrate: install  ## upgrade every service's schema (DATABASE_URL)
 	$(PY) -m services.common.migrate upgrade
 
 test: install  ## everything the tests need, then the whole suite
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+	PYTHON=$(PY) bash deploy/tools/install-tools.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check services gateway migrations tests
@@ -34,6 +35,10 @@ lint: install
 fmt: install
 	$(PY) -m ruff check --fix services gateway migrations tests
 	$(PY) -m ruff format services gateway migrations tests
+
+bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
+	bash deploy/tools/install-wrk.sh
+	$(PY) -m tests.load.bench --out docs/benchmarks.md
 
 clean:
 	rm -rf .data $(VENV)

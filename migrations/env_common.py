@@ -53,8 +53,12 @@ def run(schema: str, metadata: MetaData) -> None:
         await engine.dispose()
 
     if context.is_offline_mode():
-        context.configure(url=database_url(), target_metadata=metadata,
-                          version_table_schema=schema, literal_binds=True)
+        context.configure(
+            url=database_url(),
+            target_metadata=metadata,
+            version_table_schema=schema,
+            literal_binds=True,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -34,3 +34,11 @@ def infra(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield result
     for server in reversed(started):
         server.stop()  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests share one real stack: keep them on one xdist worker."""
+    for item in items:
+        if "/tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("e2e"))

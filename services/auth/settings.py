@@ -50,7 +50,9 @@ class AuthSettings(CommonSettings):
     )
 
     # argon2id, OWASP minimum by default (m=19 MiB, t=2, p=1); tests lower the memory.
-    argon2_memory_kib: int = Field(default=19456, ge=8, validation_alias=_alias("argon2_memory_kib"))
+    argon2_memory_kib: int = Field(
+        default=19456, ge=8, validation_alias=_alias("argon2_memory_kib")
+    )
     argon2_time_cost: int = Field(default=2, ge=1, validation_alias=_alias("argon2_time_cost"))
     argon2_parallelism: int = Field(default=1, ge=1, validation_alias=_alias("argon2_parallelism"))
 
@@ -86,9 +88,7 @@ class AuthSettings(CommonSettings):
     )
 
     def _secret_fields(self) -> dict[str, Any]:
-        return super()._secret_fields() | {
-            "auth_key_encryption_secret": self.key_encryption_secret
-        }
+        return super()._secret_fields() | {"auth_key_encryption_secret": self.key_encryption_secret}
 
     @property
     def bootstrap_allowed(self) -> bool:

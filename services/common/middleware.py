@@ -80,8 +80,9 @@ class ObservabilityMiddleware:
             if started:
                 raise
             log.exception("unhandled error", extra={"path": scope["path"]})
-            response = problem_response(500, detail="An unexpected error occurred.",
-                                        instance=scope["path"])
+            response = problem_response(
+                500, detail="An unexpected error occurred.", instance=scope["path"]
+            )
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start

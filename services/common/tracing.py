@@ -46,13 +46,15 @@ def instrument_app(app: FastAPI, service: str, exporter: Any = None) -> None:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     provider = setup_tracing(service, exporter)
-    app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider,
-                       exclude_spans=["receive", "send"])
+    app.add_middleware(
+        OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"]
+    )
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     # SQLAlchemy 2.1 is newer than the instrumentation declares; its engine events still work.
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=_provider,
-                                        skip_dep_check=True)
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=_provider, skip_dep_check=True
+    )

@@ -73,6 +73,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a terminal Ctrl-C reaches the supervisor, which stops
+            # Redis last, after the services that use it.
+            start_new_session=True,
         )
         wait_for_port(self.port)
 

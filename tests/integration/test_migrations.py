@@ -23,10 +23,13 @@ def service_tables(url: str) -> set[str]:
     async def query() -> set[str]:
         engine = create_async_engine(url)
         async with engine.connect() as conn:
-            rows = await conn.execute(text(
-                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-                "WHERE table_schema = ANY(:schemas) AND table_name <> 'alembic_version'"),
-                {"schemas": environments()})
+            rows = await conn.execute(
+                text(
+                    "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                    "WHERE table_schema = ANY(:schemas) AND table_name <> 'alembic_version'"
+                ),
+                {"schemas": environments()},
+            )
             result = {r[0] for r in rows}
         await engine.dispose()
         return result
@@ -47,11 +50,18 @@ def diff_against_models(url: str, schema: str) -> list:
     async def compare() -> list:
         engine = create_async_engine(url)
         async with engine.connect() as conn:
+
             def run(sync_conn):
-                ctx = MigrationContext.configure(sync_conn, opts={
-                    "include_schemas": True, "include_name": include_name,
-                    "include_object": include_object, "compare_type": True,
-                    "version_table_schema": schema})
+                ctx = MigrationContext.configure(
+                    sync_conn,
+                    opts={
+                        "include_schemas": True,
+                        "include_name": include_name,
+                        "include_object": include_object,
+                        "compare_type": True,
+                        "version_table_schema": schema,
+                    },
+                )
                 return compare_metadata(ctx, metadata)
 
             diff = await conn.run_sync(run)

@@ -29,8 +29,11 @@ def worker_index(worker_id: str) -> int:
 
 def _dsn(url: str) -> str:
     """asyncpg DSN for an SQLAlchemy URL (keeps a unix-socket host query)."""
-    return make_url(asyncpg_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    return (
+        make_url(asyncpg_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 async def recreate_database(admin_url: str, name: str) -> None:
@@ -80,8 +83,10 @@ def prepare(worker_id: str, admin_url: str, redis_base: str) -> Infra:
     name = f"shopstack_test_{index}"
     asyncio.run(recreate_database(admin_url, name))
     database_url = with_database(admin_url, name)
-    upgrade_all(database_url, names=[n for n in environments()
-                                     if (ROOT / "services" / n / "models.py").exists()])
+    upgrade_all(
+        database_url,
+        names=[n for n in environments() if (ROOT / "services" / n / "models.py").exists()],
+    )
     redis_url = with_redis_db(redis_base, 1 + index % 15)
     import redis
 

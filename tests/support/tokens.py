@@ -23,8 +23,9 @@ AUDIENCE = "shopstack"
 @cache
 def private_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_jwk() -> dict[str, Any]:
@@ -52,13 +53,21 @@ def mint(
 ) -> str:
     now = issued_at if issued_at is not None else round(time.time(), 3)
     claims: dict[str, Any] = {
-        "iss": ISSUER, "aud": AUDIENCE, "sub": user_id or str(uuid.uuid4()),
-        "iat": now, "nbf": int(now), "exp": int(now + ttl), "jti": uuid.uuid4().hex,
-        "sid": session_id or uuid.uuid4().hex, "role": role, "email_verified": email_verified,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": user_id or str(uuid.uuid4()),
+        "iat": now,
+        "nbf": int(now),
+        "exp": int(now + ttl),
+        "jti": uuid.uuid4().hex,
+        "sid": session_id or uuid.uuid4().hex,
+        "role": role,
+        "email_verified": email_verified,
     }
     claims.update(overrides)
-    return str(jwt.encode(claims, private_pem().decode(), algorithm="RS256",
-                          headers={"kid": TEST_KID}))
+    return str(
+        jwt.encode(claims, private_pem().decode(), algorithm="RS256", headers={"kid": TEST_KID})
+    )
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -39,8 +39,9 @@ async def boom() -> None:
 
 def make_app() -> FastAPI:
     settings = CommonSettings(redis_url="redis://127.0.0.1:1/0")
-    return create_app(ServiceSpec(name="kit", settings=settings, routers=[router],
-                                  use_database=False))
+    return create_app(
+        ServiceSpec(name="kit", settings=settings, routers=[router], use_database=False)
+    )
 
 
 def assert_problem(response, status: int) -> dict:
@@ -65,8 +66,9 @@ async def test_validation_error_lists_fields() -> None:
 
 async def test_malformed_json_is_422_not_500() -> None:
     async with running(make_app()) as client:
-        response = await client.post("/items", content=b"{not json",
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            "/items", content=b"{not json", headers={"content-type": "application/json"}
+        )
     assert_problem(response, 422)
 
 

@@ -34,8 +34,12 @@ def test_line_has_context_fields() -> None:
 
 def test_tokens_and_secrets_are_redacted() -> None:
     token = mint()
-    line = format_record("auth header Bearer %s and password=hunter2 token: abc123", token,
-                         refresh_token="opaque-secret", password_hash="$argon2id$xyz")
+    line = format_record(
+        "auth header Bearer %s and password=hunter2 token: abc123",
+        token,
+        refresh_token="opaque-secret",
+        password_hash="$argon2id$xyz",
+    )
     dumped = json.dumps(line)
     for secret in (token, "hunter2", "abc123", "opaque-secret", "$argon2id$xyz"):
         assert secret not in dumped

@@ -24,13 +24,16 @@ def test_round_trip_keeps_types() -> None:
     assert state.backwards is True
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda c: c[:-2] + ("AA" if not c.endswith("AA") else "BB"),  # signature
-    lambda c: "x" + c,  # payload
-    lambda c: c.split(".")[0],  # no signature
-    lambda c: "%%%." + c.split(".")[1],  # not base64
-    lambda c: "",
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda c: c[:-2] + ("AA" if not c.endswith("AA") else "BB"),  # signature
+        lambda c: "x" + c,  # payload
+        lambda c: c.split(".")[0],  # no signature
+        lambda c: "%%%." + c.split(".")[1],  # not base64
+        lambda c: "",
+    ],
+)
 def test_tampered_cursor_is_400(mangle) -> None:
     cursor = codec.encode(query_id="q1", values=[1, "a"], backwards=False)
     with pytest.raises(ProblemError) as err:

@@ -21,8 +21,10 @@ class KitItem(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str
     price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
-    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC),
-                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=lambda: datetime.now(UTC),
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+    )
 
 
 class KitOutbox(OutboxBase, table=True):

@@ -73,8 +73,7 @@ async def test_stampede_loads_once_across_caches(infra: Infra) -> None:
     key = cache_a.key("hot", "stampede")
     await cache_a.delete(key)
     loader = CountingLoader(b"hot", delay=0.2)
-    results = await asyncio.gather(*(c.get_or_load(key, loader)
-                                     for c in [cache_a, cache_b] * 50))
+    results = await asyncio.gather(*(c.get_or_load(key, loader) for c in [cache_a, cache_b] * 50))
     assert results == [b"hot"] * 100
     assert loader.calls == 1
     await redis_a.aclose()
@@ -82,8 +81,9 @@ async def test_stampede_loads_once_across_caches(infra: Infra) -> None:
 
 
 async def test_redis_outage_falls_through_to_the_loader() -> None:
-    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2,
-                                   socket_timeout=0.2)
+    dead = aioredis.Redis.from_url(
+        "redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2
+    )
     guard = RedisGuard(cooldown=30)
     cache = Cache(dead, "kit", guard=guard)
     loader = CountingLoader(b"from-db")

@@ -22,8 +22,9 @@ async def write_rows(factory, n: int) -> set[str]:
 
 async def test_rows_written_in_a_rolled_back_transaction_never_leave(kit_factory) -> None:
     async with kit_factory() as session:
-        add_email(session, KitOutbox, template="verify_email", to="a@example.com",
-                  context={"link": "x"})
+        add_email(
+            session, KitOutbox, template="verify_email", to="a@example.com", context={"link": "x"}
+        )
         await session.rollback()
     published: list[str] = []
 
@@ -50,8 +51,9 @@ async def test_two_relays_hand_each_row_over_once(kit_factory) -> None:
     assert len(published) == len(ids)
     assert set(published) == ids
     async with kit_factory() as session:
-        left = await session.exec(select(func.count()).select_from(KitOutbox)
-                                  .where(KitOutbox.published_at.is_(None)))
+        left = await session.exec(
+            select(func.count()).select_from(KitOutbox).where(KitOutbox.published_at.is_(None))
+        )
         assert left.one()[0] == 0
 
 

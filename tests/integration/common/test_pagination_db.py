@@ -34,8 +34,9 @@ async def seed(factory: async_sessionmaker[AsyncSession], n: int) -> None:
     async with factory() as session:
         for i in range(n):
             # Few distinct prices, so the tie-breaker matters.
-            session.add(KitItem(name=f"item {i}", price=Decimal(random.choice(["1.00", "2.50",
-                                                                                "9.99"]))))
+            session.add(
+                KitItem(name=f"item {i}", price=Decimal(random.choice(["1.00", "2.50", "9.99"])))
+            )
         await session.commit()
 
 

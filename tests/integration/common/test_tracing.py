@@ -25,12 +25,14 @@ async def traced(request: Request, session: SessionDep) -> dict[str, int]:
 async def test_one_trace_spans_request_database_and_redis(infra: Infra) -> None:
     exporter = InMemorySpanExporter()
     settings = CommonSettings(database_url=infra.database_url, redis_url=infra.redis_url)
-    app = create_app(ServiceSpec(name="kit", settings=settings, routers=[router],
-                                 span_exporter=exporter))
+    app = create_app(
+        ServiceSpec(name="kit", settings=settings, routers=[router], span_exporter=exporter)
+    )
     parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     async with running(app) as client:
-        response = await client.get("/traced", headers={
-            "traceparent": f"00-{parent_trace}-00f067aa0ba902b7-01"})
+        response = await client.get(
+            "/traced", headers={"traceparent": f"00-{parent_trace}-00f067aa0ba902b7-01"}
+        )
     assert response.json() == {"value": 42}
     spans = exporter.get_finished_spans()
     kinds = {s.name.split()[0] for s in spans}

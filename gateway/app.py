@@ -1,0 +1,163 @@
+"""The gateway app: `gunicorn -c deploy/gunicorn.conf.py 'gateway.app:create_app()'`.
+
+Built with the same factory as the services (errors, request ids, logs, metrics);
+its own routes are /healthz, /readyz, /metrics, /openapi.json and /docs, everything
+else goes to the proxy (a raw ASGI app mounted last).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway.edge_auth import EdgeAuth
+from gateway.openapi import OpenApiCache
+from gateway.proxy import Proxy, ProxyDispatch
+from gateway.ratelimit import Limit, RateLimiter
+from gateway.routing import RoutingTable, poll_health
+from gateway.security_headers import SecurityHeadersMiddleware
+from gateway.settings import GatewaySettings
+from services.common.app import ServiceSpec
+from services.common.app import create_app as create_service_app
+from services.common.health import ReadinessCheck
+from services.common.jwt import JwksFetcher
+
+
+def _upstream_check(table: RoutingTable, name: str) -> ReadinessCheck:
+    async def check(request: Request) -> None:
+        upstream = next(u for u in table.upstreams if u.name == name)
+        if not upstream.any_healthy:
+            raise RuntimeError(f"no healthy instance of {name}")
+
+    return check
+
+
+def _docs_router(settings: GatewaySettings, table: RoutingTable, proxy: Proxy) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    cache = OpenApiCache(table, ttl=settings.openapi_cache_seconds)
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        assert proxy.session is not None
+        return JSONResponse(await cache.get(proxy.session, request.app.openapi()))
+
+    if settings.docs_enabled:
+
+        @router.get("/docs")
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="shopstack API")
+
+    return router
+
+
+def create_app(
+    settings: GatewaySettings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    settings = settings or GatewaySettings()
+    table = RoutingTable(
+        settings.route_table,
+        failure_threshold=settings.circuit_failures,
+        open_seconds=settings.circuit_open_seconds,
+    )
+    proxy = Proxy(settings, table)
+
+    async def startup(app: FastAPI) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=settings.pool_limit,
+            limit_per_host=settings.pool_limit_per_host,
+            keepalive_timeout=settings.keepalive_timeout,
+            ttl_dns_cache=300,
+        )
+        # One pooled keep-alive session per worker; bodies pass through undecoded.
+        proxy.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        # aiohttp silently resends idempotent requests once on a dropped connection; the
+        # gateway's own bounded retry policy must be the only one (as aiohttp's test
+        # client does: there is no public switch).
+        proxy.session._retry_connection = False
+        proxy.edge = EdgeAuth(app.state.token_verifier, app.state.redis)
+        if settings.rate_limit_enabled:
+            proxy.limiter = RateLimiter(
+                app.state.redis,
+                anonymous=Limit.parse("gateway_anonymous", settings.rate_anonymous),
+                user=Limit.parse("gateway_user", settings.rate_user),
+                auth=Limit.parse("gateway_auth", settings.rate_auth),
+            )
+        app.state.proxy = proxy
+
+    async def shutdown(app: FastAPI) -> None:
+        if proxy.session is not None:
+            await proxy.session.close()
+
+    async def health(app: FastAPI) -> None:
+        assert proxy.session is not None
+        await poll_health(
+            table, proxy.session, interval=settings.health_interval, wait=settings.health_timeout
+        )
+
+    spec = ServiceSpec(
+        name="gateway",
+        settings=settings,
+        title="shopstack API",
+        description="Every service of shopstack behind one gateway.",
+        use_database=False,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        background=[health],
+        readiness={f"upstream:{u.name}": _upstream_check(table, u.name) for u in table.upstreams},
+        jwks_fetcher=jwks_fetcher,
+    )
+    app = create_service_app(spec)
+    # Replace FastAPI's own /openapi.json and /docs by the merged document.
+    app.router.routes[:] = [
+        r
+        for r in app.router.routes
+        if getattr(r, "path", None) not in ("/openapi.json", "/docs", "/docs/oauth2-redirect")
+    ]
+    app.include_router(_docs_router(settings, table, proxy))
+    own_paths = frozenset(
+        p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
+    )
+    _install_middleware(app, settings)
+    app.user_middleware.append(Middleware(ProxyDispatch, proxy=proxy, own_paths=own_paths))
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: GatewaySettings) -> None:
+    origins = list(settings.cors_origins)
+    cors: dict[str, Any] = {
+        "allow_origins": origins,
+        # Credentials only with explicit origins, never with "*".
+        "allow_credentials": bool(origins) and "*" not in origins,
+        "allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"],
+        "allow_headers": [
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "If-None-Match",
+            "If-Match",
+        ],
+        "expose_headers": [
+            "X-Request-ID",
+            "ETag",
+            "Link",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
+        "max_age": 600,
+    }
+    # Inside ObservabilityMiddleware (added by the factory, outermost), so refused
+    # preflights and every response still get a request id, a log line and metrics.
+    app.user_middleware.append(
+        Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)
+    )
+    app.user_middleware.append(Middleware(CORSMiddleware, **cors))

@@ -1,0 +1,108 @@
+"""Authentication at the edge: an explicit allowlist of public routes, a verified,
+non-revoked access token for everything else.
+
+A public route called with a token still has the token verified (an invalid one is a
+401) so that, e.g., an admin's catalog reads carry the admin's identity upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from services.common.context import user_id_var
+from services.common.errors import ProblemError
+from services.common.jwt import InvalidToken, Principal, TokenVerifier
+from services.common.redis import REDIS_ERRORS
+from services.common.revocation import is_revoked
+
+log = logging.getLogger("gateway.edge_auth")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRule:
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+
+    def matches(self, method: str, path: str) -> bool:
+        return method in self.methods and self.pattern.fullmatch(path) is not None
+
+
+def _rule(methods: str, pattern: str) -> PublicRule:
+    return PublicRule(frozenset(methods.split()), re.compile(pattern))
+
+
+_AUTH = "/api/v1/auth"
+# Routes that rate limits treat as credential endpoints (tighter, per IP).
+AUTH_SENSITIVE = (
+    _rule("POST", rf"{_AUTH}/(login|register|refresh|password/forgot|verify-email/resend)"),
+)
+PUBLIC_ROUTES: tuple[PublicRule, ...] = (
+    _rule("POST", rf"{_AUTH}/(register|login|refresh|verify-email|verify-email/resend)"),
+    _rule("POST", rf"{_AUTH}/password/(forgot|reset)"),
+    _rule("GET HEAD", r"/\.well-known/jwks\.json"),
+    # Catalog reads are public (templates like /products/{product_id} match too).
+    _rule("GET HEAD", r"/api/v1/catalog(/.*)?"),
+    # Served by the gateway itself; listed so the allowlist is the whole truth.
+    _rule("GET HEAD", r"/(healthz|readyz|metrics|docs|docs/oauth2-redirect|openapi\.json)"),
+)
+
+
+def is_public(method: str, path: str) -> bool:
+    return any(rule.matches(method, path) for rule in PUBLIC_ROUTES)
+
+
+def is_auth_sensitive(method: str, path: str) -> bool:
+    return any(rule.matches(method, path) for rule in AUTH_SENSITIVE)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized(detail: str, error: str | None = "invalid_token") -> ProblemError:
+    challenge = f'Bearer error="{error}"' if error else "Bearer"
+    return ProblemError(401, detail, type_="unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+class EdgeAuth:
+    def __init__(self, verifier: TokenVerifier, redis: aioredis.Redis) -> None:
+        self.verifier = verifier
+        self.redis = redis
+
+    async def authenticate(
+        self, method: str, path: str, authorization: str | None
+    ) -> Principal | None:
+        """The verified caller, None for an anonymous call to a public route; raises
+        ProblemError 401 (no/invalid/revoked token) or 503 (revocations unknowable)."""
+        token = bearer_token(authorization)
+        if token is None:
+            if authorization:
+                raise _unauthorized("The Authorization header must be a Bearer token.")
+            if is_public(method, path):
+                return None
+            raise _unauthorized("A bearer access token is required.", error=None)
+        try:
+            principal = await self.verifier.verify(token)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc)) from exc
+        try:
+            revoked = await is_revoked(self.redis, principal)
+        except REDIS_ERRORS as exc:
+            # Fail closed: a logout or a deactivation must never be skipped.
+            log.error("revocation check unavailable: %s", type(exc).__name__)
+            raise ProblemError(
+                503, "Authentication is temporarily unavailable.", headers={"Retry-After": "2"}
+            ) from exc
+        if revoked:
+            raise _unauthorized("token has been revoked")
+        user_id_var.set(principal.user_id)
+        return principal

@@ -1,0 +1,101 @@
+"""Gateway settings: the shared ones plus GATEWAY_* fields.
+
+Upstreams come from GATEWAY_ROUTES (JSON: path prefix -> list of base URLs) or, when
+it is not set, from AUTH_URL / USERS_URL / CATALOG_URL (comma-separated for several
+instances; GATEWAY_AUTH_URL... spellings win).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, model_validator
+
+from services.common.settings import CommonSettings
+
+
+def _alias(name: str, *more: str) -> Any:
+    return AliasChoices(f"GATEWAY_{name.upper()}", *more, name)
+
+
+def _instances(value: str) -> list[str]:
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+class GatewaySettings(CommonSettings):
+    service_name: str = "gateway"
+
+    auth_url: str = Field(
+        default="http://127.0.0.1:8001", validation_alias=_alias("auth_url", "AUTH_URL")
+    )
+    users_url: str = Field(
+        default="http://127.0.0.1:8002", validation_alias=_alias("users_url", "USERS_URL")
+    )
+    catalog_url: str = Field(
+        default="http://127.0.0.1:8003", validation_alias=_alias("catalog_url", "CATALOG_URL")
+    )
+    # Explicit table; None means "built from the three URLs above".
+    routes: dict[str, list[str]] | None = Field(default=None, validation_alias=_alias("routes"))
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, validation_alias=_alias("max_body_bytes")
+    )
+    connect_timeout: float = Field(default=1.0, gt=0, validation_alias=_alias("connect_timeout"))
+    total_timeout: float = Field(default=15.0, gt=0, validation_alias=_alias("total_timeout"))
+    retries: int = Field(default=2, ge=0, le=5, validation_alias=_alias("retries"))
+    retry_backoff: float = Field(default=0.05, ge=0, validation_alias=_alias("retry_backoff"))
+
+    # Per-worker pool; keep-alive shorter than the upstreams' (gunicorn keepalive=5 s)
+    # so we never reuse a socket the server is closing.
+    pool_limit: int = Field(default=256, ge=1, validation_alias=_alias("pool_limit"))
+    pool_limit_per_host: int = Field(
+        default=0, ge=0, validation_alias=_alias("pool_limit_per_host")
+    )
+    keepalive_timeout: float = Field(
+        default=4.0, gt=0, validation_alias=_alias("keepalive_timeout")
+    )
+
+    circuit_failures: int = Field(default=5, ge=1, validation_alias=_alias("circuit_failures"))
+    circuit_open_seconds: float = Field(
+        default=10.0, gt=0, validation_alias=_alias("circuit_open_seconds")
+    )
+    health_interval: float = Field(default=5.0, gt=0, validation_alias=_alias("health_interval"))
+    health_timeout: float = Field(default=1.0, gt=0, validation_alias=_alias("health_timeout"))
+
+    # `limits` notation; fixed windows in Redis shared by every worker and replica.
+    rate_limit_enabled: bool = Field(default=True, validation_alias=_alias("rate_limit_enabled"))
+    rate_anonymous: str = Field(default="120/minute", validation_alias=_alias("rate_anonymous"))
+    rate_user: str = Field(default="600/minute", validation_alias=_alias("rate_user"))
+    rate_auth: str = Field(default="30/minute", validation_alias=_alias("rate_auth"))
+
+    cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
+    hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
+    docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))
+    openapi_cache_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_alias("openapi_cache_seconds")
+    )
+
+    @model_validator(mode="after")
+    def _derive(self) -> GatewaySettings:
+        if self.routes is None:
+            auth = _instances(self.auth_url)
+            self.routes = {
+                "/api/v1/auth": auth,
+                "/.well-known": auth,
+                "/api/v1/users": _instances(self.users_url),
+                "/api/v1/catalog": _instances(self.catalog_url),
+            }
+        for prefix, urls in self.routes.items():
+            if not prefix.startswith("/") or not urls:
+                raise ValueError(f"route {prefix!r} needs a leading / and at least one upstream")
+        # The JWKS lives on auth: follow AUTH_URL unless JWKS_URL was given.
+        if "jwks_url" not in self.model_fields_set:
+            first = _instances(self.auth_url)
+            if first:
+                self.jwks_url = f"{first[0]}/.well-known/jwks.json"
+        return self
+
+    @property
+    def route_table(self) -> dict[str, list[str]]:
+        assert self.routes is not None
+        return {prefix: [u.rstrip("/") for u in urls] for prefix, urls in self.routes.items()}

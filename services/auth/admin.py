@@ -1,0 +1,71 @@
+"""Operator actions shared by the management command and the development bootstrap."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.auth.models import Account, Outbox
+from services.auth.passwords import PasswordHasher
+from services.auth.rules import account_by_email, check_password_policy, normalise_email
+from services.common.outbox import add_event
+from services.common.revocation import revoke_user_tokens
+
+
+class AdminError(Exception):
+    """Refused; the message is for the operator."""
+
+
+async def create_admin(
+    factory: async_sessionmaker[AsyncSession], hasher: PasswordHasher, email: str, password: str
+) -> Account:
+    """A verified admin account; refused if the email is taken or the password weak."""
+    email = normalise_email(email)
+    if "@" not in email:
+        raise AdminError("not an email address")
+    check_password_policy(password, email, "password")
+    password_hash = await hasher.hash(password)
+    async with factory() as session, session.begin():
+        if await account_by_email(session, email) is not None:
+            raise AdminError("an account with this email already exists (use promote)")
+        moment = datetime.now(UTC)
+        account = Account(
+            email=email,
+            password_hash=password_hash,
+            role="admin",
+            email_verified=True,
+            created_at=moment,
+            updated_at=moment,
+        )
+        session.add(account)
+        add_event(
+            session,
+            Outbox,
+            "user.registered",
+            {
+                "user_id": str(account.id),
+                "email": email,
+                "role": "admin",
+                "created_at": moment.isoformat(),
+            },
+        )
+    return account
+
+
+async def promote(
+    factory: async_sessionmaker[AsyncSession], redis: aioredis.Redis, email: str
+) -> Account:
+    """Make an account admin; its current tokens die so new ones carry the role."""
+    async with factory() as session, session.begin():
+        account = await account_by_email(session, email)
+        if account is None:
+            raise AdminError("no account with this email")
+        account.role = "admin"
+        account.updated_at = datetime.now(UTC)
+        session.add(account)
+    await revoke_user_tokens(redis, str(account.id), at=time.time())
+    return account

@@ -1,0 +1,228 @@
+"""HTTP routes of the auth service (HTTP only: the rules live in service.py and sessions.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel, ValidationError
+
+from services.auth import service, sessions
+from services.auth.context import AuthContext, Client
+from services.auth.schemas import (
+    Accepted,
+    ChangePasswordRequest,
+    EmailRequest,
+    LoginForm,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    ResetPasswordRequest,
+    SessionList,
+    TokenRequest,
+    TokenResponse,
+)
+from services.common.db import SessionDep
+from services.common.errors import ProblemError
+from services.common.security import CurrentUser
+
+PREFIX = "/api/v1/auth"
+router = APIRouter(prefix=PREFIX, tags=["auth"])
+jwks_router = APIRouter(tags=["auth"])
+# Declares the OAuth2 password flow in OpenAPI so Swagger's Authorize button logs in;
+# verification itself is CurrentUser's job.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{PREFIX}/login", auto_error=False)
+Authorized = [Depends(oauth2_scheme)]
+ACCEPTED = "If the address can receive it, an email is on its way."
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many attempts (problem+json, Retry-After)"}
+}
+
+
+def auth_context(request: Request) -> AuthContext:
+    ctx: AuthContext = request.app.state.auth
+    return ctx
+
+
+Ctx = Annotated[AuthContext, Depends(auth_context)]
+
+
+def client_ip(request: Request, trusted_hops: int) -> str:
+    """The caller's address: the entry our own proxies (the gateway) appended to
+    X-Forwarded-For, never one the client could have written itself."""
+    peer = request.client.host if request.client else "unknown"
+    if trusted_hops <= 0:
+        return peer
+    header = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in header.split(",") if h.strip()]
+    if len(hops) < trusted_hops:
+        return peer
+    candidate = hops[-trusted_hops]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return peer
+
+
+def get_client(request: Request, ctx: Ctx) -> Client:
+    return Client(
+        ip=client_ip(request, ctx.settings.trusted_proxy_hops),
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+@router.post("/register", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def register(
+    body: RegisterRequest, session: SessionDep, ctx: Ctx, client: ClientDep
+) -> Accepted:
+    """Create an unverified account and email a verification link. The answer is the same
+    whether or not the address already has an account."""
+    await service.register(session, ctx, body.email, body.password, client)
+    return Accepted(detail=ACCEPTED)
+
+
+@router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(body: TokenRequest, session: SessionDep) -> Response:
+    await service.verify_email(session, body.token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def resend_verification(
+    body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
+) -> Accepted:
+    await service.resend_verification(session, ctx, body.email, client)
+    return Accepted(detail=ACCEPTED)
+
+
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": LoginForm.model_json_schema()},
+        },
+    }
+}
+
+
+def _validate(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+async def _credentials(request: Request) -> tuple[str, str]:
+    """JSON {email, password} or the OAuth2 password form {username, password}."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        parsed: LoginForm = _validate(LoginForm, fields)
+        return parsed.username, parsed.password
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise ProblemError(400, "The body is not valid JSON.", type_="invalid-body") from None
+    body: LoginRequest = _validate(LoginRequest, data)
+    return body.email, body.password
+
+
+@router.post(
+    "/login",
+    openapi_extra=_LOGIN_BODY,
+    responses={401: {"description": "Wrong email or password"}, **PROBLEMS},
+)
+async def login(
+    request: Request, session: SessionDep, ctx: Ctx, client: ClientDep
+) -> TokenResponse:
+    email, password = await _credentials(request)
+    return await sessions.login(session, ctx, email, password, client)
+
+
+@router.post("/refresh", responses={401: {"description": "Invalid, expired or reused"}})
+async def refresh(
+    body: RefreshRequest, session: SessionDep, ctx: Ctx, client: ClientDep
+) -> TokenResponse:
+    """Rotate: the refresh token is spent, a new pair is returned. Presenting a spent
+    token again revokes its whole session."""
+    return await sessions.refresh(session, ctx, body.refresh_token, client)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+async def logout(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+    await sessions.logout(session, ctx, principal)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+async def logout_all(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+    await sessions.logout_all(session, ctx, principal)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def forgot_password(
+    body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
+) -> Accepted:
+    await service.forgot_password(session, ctx, body.email, client)
+    return Accepted(detail=ACCEPTED)
+
+
+@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_password(body: ResetPasswordRequest, session: SessionDep, ctx: Ctx) -> Response:
+    await service.reset_password(session, ctx, body.token, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+async def change_password(
+    body: ChangePasswordRequest, principal: CurrentUser, session: SessionDep, ctx: Ctx
+) -> Response:
+    await service.change_password(session, ctx, principal, body.current_password, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/sessions", dependencies=Authorized)
+async def list_sessions(principal: CurrentUser, session: SessionDep) -> SessionList:
+    """The caller's live sessions, most recently used first (at most 100)."""
+    return SessionList(items=await sessions.list_sessions(session, principal))
+
+
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized
+)
+async def delete_session(
+    session_id: uuid.UUID, principal: CurrentUser, session: SessionDep, ctx: Ctx
+) -> Response:
+    await sessions.delete_session(session, ctx, principal, session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _jwks(ctx: AuthContext) -> Response:
+    body = json.dumps(await ctx.keys.jwks(), separators=(",", ":"))
+    # Short cache: a rotated key must reach verifiers well within the publish grace.
+    return Response(
+        body, media_type="application/json", headers={"Cache-Control": "public, max-age=60"}
+    )
+
+
+@jwks_router.get("/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+async def jwks(ctx: Ctx) -> Response:
+    return await _jwks(ctx)
+
+
+@jwks_router.get(f"{PREFIX}/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+async def jwks_prefixed(ctx: Ctx) -> Response:
+    return await _jwks(ctx)

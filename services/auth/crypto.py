@@ -1,0 +1,20 @@
+"""Opaque random tokens (refresh, verify, reset): only their SHA-256 is ever stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time comparison of two hashes."""
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,95 @@
+"""Request and response models. Requests forbid unknown fields (422)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+# Generous upper bounds: the password policy gives the precise message.
+PasswordField = Field(min_length=1, max_length=1024)
+TokenField = Field(min_length=1, max_length=512)
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: object) -> object:
+        # NUL and lone surrogates cannot reach PostgreSQL or the hasher: a 422, not a 500.
+        if isinstance(value, str) and (
+            "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+        ):
+            raise ValueError("contains characters that are not allowed")
+        return value
+
+
+class RegisterRequest(Request):
+    email: EmailStr
+    password: str = PasswordField
+
+
+class LoginRequest(Request):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = PasswordField
+
+
+class LoginForm(Request):
+    """The OAuth2 password grant (RFC 6749 4.3), as Swagger's Authorize button sends it."""
+
+    grant_type: Literal["password"] | None = None
+    username: str = Field(min_length=1, max_length=320)
+    password: str = PasswordField
+    scope: str = Field(default="", max_length=1000)
+    client_id: str | None = Field(default=None, max_length=200)
+    client_secret: str | None = Field(default=None, max_length=200)
+
+
+class TokenRequest(Request):
+    token: str = TokenField
+
+
+class RefreshRequest(Request):
+    refresh_token: str = TokenField
+
+
+class EmailRequest(Request):
+    email: EmailStr
+
+
+class ResetPasswordRequest(Request):
+    token: str = TokenField
+    new_password: str = PasswordField
+
+
+class ChangePasswordRequest(Request):
+    current_password: str = PasswordField
+    new_password: str = PasswordField
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_in: int
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]

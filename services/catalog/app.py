@@ -1,0 +1,37 @@
+"""The catalog service factory: `gunicorn 'services.catalog.app:create_app()'`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.catalog import api, api_categories, api_import
+from services.catalog.janitor import idempotency_janitor
+from services.catalog.models import Outbox
+from services.catalog.settings import CatalogSettings
+from services.catalog.state import startup
+from services.common.app import ServiceSpec
+from services.common.app import create_app as build_app
+from services.common.jwt import JwksFetcher
+from services.common.relay import relay_task
+
+
+def create_app(
+    settings: CatalogSettings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    settings = settings or CatalogSettings()
+    background = (
+        [relay_task(Outbox, "catalog"), idempotency_janitor] if settings.background_tasks else []
+    )
+    return build_app(
+        ServiceSpec(
+            name="catalog",
+            settings=settings,
+            # import router first: its literal path must win over /products/{product_id}
+            routers=[api_import.router, api.router, api_categories.router],
+            title="Catalog service",
+            description="Categories and products: public reads (cached), admin writes.",
+            on_startup=[startup],
+            background=background,
+            jwks_fetcher=jwks_fetcher,
+        )
+    )

@@ -1,0 +1,63 @@
+"""The catalog's Redis caches: one product by id, and pages of product lists.
+
+An entry is `meta + b"\\n" + body`: `body` is the exact JSON the endpoint returns, so
+a hit is one Redis GET and a slice, with no model round trip; `meta` carries the ETag
+(and for lists the cursors needed for the Link header), tab separated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import redis.asyncio as aioredis
+
+from services.common.cache import Cache
+from services.common.redis import RedisGuard
+
+LISTS_NAMESPACE = "products"
+
+
+def pack(meta: list[str], body: bytes) -> bytes:
+    return "\t".join(meta).encode("ascii") + b"\n" + body
+
+
+def unpack(entry: bytes) -> tuple[list[str], bytes]:
+    meta, _, body = entry.partition(b"\n")
+    return meta.decode("ascii").split("\t"), body
+
+
+def version_etag(version: int) -> str:
+    """Strong ETag of a product or category: its row version (what If-Match compares)."""
+    return f'"v{version}"'
+
+
+def body_etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+class CatalogCache:
+    """Both caches share one circuit breaker, so an outage is noticed once per worker."""
+
+    def __init__(self, redis: aioredis.Redis, *, product_ttl: int, list_ttl: int) -> None:
+        guard = RedisGuard()
+        self.products = Cache(redis, "products", ttl=product_ttl, guard=guard)
+        self.lists = Cache(redis, "product_lists", ttl=list_ttl, guard=guard)
+
+    def product_key(self, product_id: uuid.UUID, *, admin: bool) -> str:
+        # Admins may read drafts; everyone else only active products: two entries.
+        return self.products.key("admin" if admin else "public", product_id)
+
+    async def list_key(self, fingerprint: str) -> str:
+        version = await self.lists.version(LISTS_NAMESPACE)
+        return self.lists.key(version, fingerprint)
+
+    async def invalidate_product(self, product_id: uuid.UUID) -> None:
+        await self.products.delete(
+            self.product_key(product_id, admin=True), self.product_key(product_id, admin=False)
+        )
+        await self.invalidate_lists()
+
+    async def invalidate_lists(self) -> None:
+        # Bumping the namespace orphans every cached page at once; TTLs reclaim them.
+        await self.lists.bump(LISTS_NAMESPACE)

@@ -1,0 +1,189 @@
+"""`make run`: the whole stack on this machine, no Docker.
+
+PostgreSQL and Redis come from DATABASE_URL / REDIS_URL, or are started embedded
+under the data folder when those are not set. Then: the database is created if
+missing, every schema is migrated, an SMTP sink keeps mail in <data>/mail, and every
+service that exists runs under gunicorn. One Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+from services.devstack.database import ensure_database, migrate
+from services.devstack.processes import ProcessFailed, Supervisor
+from services.devstack.smtp_sink import SmtpSink
+from services.devstack.stack import DEFAULT_PORTS, DEFAULT_SMTP_PORT, ROOT, StackConfig, build_specs
+
+log = logging.getLogger("devstack")
+DATABASE_NAME = "shopstack"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / ".data",
+        help="embedded databases, mail, logs, metrics (default: .data)",
+    )
+    for name, port in DEFAULT_PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int, default=port)
+    parser.add_argument("--smtp-port", type=int, default=DEFAULT_SMTP_PORT)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gunicorn workers per service (WEB_CONCURRENCY)"
+    )
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=None,
+        help="gunicorn workers of the gateway (default: --workers)",
+    )
+    parser.add_argument(
+        "--only", default=None, help="comma-separated subset, e.g. auth,users (default: all)"
+    )
+    parser.add_argument(
+        "--seed", action="store_true", help="fill the catalog with demo products before starting"
+    )
+    parser.add_argument("--seed-products", type=int, default=10_000)
+    parser.add_argument(
+        "--quiet", action="store_true", help="keep process output in <data>/logs only"
+    )
+    parser.add_argument("--startup-timeout", type=float, default=60.0)
+    return parser.parse_args(argv)
+
+
+def start_databases(args: argparse.Namespace, stack: ExitStack) -> tuple[str, str]:
+    """The stack's URLs: from the environment, or from embedded servers we own."""
+    database_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if not database_url:
+        from services.devstack.embedded import EmbeddedPostgres
+
+        pg = EmbeddedPostgres(args.data_dir / "pg")
+        stack.callback(_quietly, "postgres", pg.stop)
+        database_url = pg.url(DATABASE_NAME)
+        log.info("embedded PostgreSQL in %s", args.data_dir / "pg")
+    if not redis_url:
+        from services.devstack.embedded import EmbeddedRedis
+
+        rd = EmbeddedRedis(args.data_dir / "redis")
+        stack.callback(_quietly, "redis", rd.stop)
+        redis_url = rd.url
+        log.info("embedded Redis at %s", redis_url)
+    return database_url, redis_url
+
+
+def _quietly(what: str, stop: object) -> None:
+    try:
+        stop()  # type: ignore[operator]
+    except Exception:
+        log.exception("stopping %s failed", what)
+
+
+def seed(database_url: str, products: int) -> None:
+    if not (ROOT / "services" / "catalog" / "seed.py").is_file():
+        log.info("--seed: services/catalog/seed.py does not exist yet, nothing to seed")
+        return
+    log.info("seeding %d products", products)
+    subprocess.run(  # noqa: S603 - fixed module, our own arguments
+        [sys.executable, "-m", "services.catalog.seed", "--products", str(products)],
+        env={**os.environ, "DATABASE_URL": database_url},
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def banner(config: StackConfig, names: list[str], mail_dir: Path) -> str:
+    lines = ["", "shopstack is running (Ctrl-C stops everything):"]
+    if "gateway" in names:
+        lines.append(f"  gateway   {config.url('gateway')}   (API docs: /docs)")
+    for name in names:
+        if name != "gateway":
+            lines.append(f"  {name:<9} {config.url(name)}")
+    lines += [
+        f"  mail      {mail_dir}  (SMTP 127.0.0.1:{config.smtp_port})",
+        f"  logs      {config.data_dir / 'logs'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.data_dir = args.data_dir.resolve()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ExitStack() as stack:
+        database_url, redis_url = start_databases(args, stack)
+        if ensure_database(database_url):
+            log.info("created the database")
+        log.info("migrated: %s", ", ".join(migrate(database_url)))
+        if args.seed:
+            seed(database_url, args.seed_products)
+        mail_dir = args.data_dir / "mail"
+        sink = SmtpSink(mail_dir, args.smtp_port).start()
+        stack.callback(_quietly, "smtp sink", sink.stop)
+        workers = {"gateway": args.gateway_workers or args.workers}
+        config = StackConfig(
+            database_url=database_url,
+            redis_url=redis_url,
+            data_dir=args.data_dir,
+            ports={name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS},
+            smtp_port=args.smtp_port,
+            concurrency=workers,
+            default_concurrency=args.workers,
+            only=args.only.split(",") if args.only else None,
+        )
+        supervisor = Supervisor(
+            args.data_dir / "logs",
+            echo=not args.quiet,
+            graceful_timeout=config.graceful_timeout + 10,
+        )
+        stack.callback(supervisor.stop_all)
+        for spec in build_specs(config):
+            supervisor.add(spec)
+        if stop.is_set():
+            return 130
+        try:
+            supervisor.start_all(timeout=args.startup_timeout, abort=stop)
+        except ProcessFailed as exc:
+            log.error("%s", exc)
+            return 130 if stop.is_set() else 1
+        print(banner(config, list(supervisor.specs), mail_dir), flush=True)
+        while not stop.wait(0.5):
+            if died := supervisor.exited():
+                for name, code in died.items():
+                    log.error(
+                        "%s exited with code %s; its log ends with:\n%s",
+                        name,
+                        code,
+                        supervisor.log_tail(name),
+                    )
+                return 1
+        log.info("stopping")
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="devstack| %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
+    sys.exit(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

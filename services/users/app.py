@@ -1,0 +1,41 @@
+"""The users service factory: `gunicorn 'services.users.app:create_app()'`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.common.app import ServiceSpec
+from services.common.app import create_app as build_app
+from services.common.cache import Cache
+from services.common.jwt import JwksFetcher
+from services.common.relay import relay_task
+from services.users import api
+from services.users.consumers import consume_events
+from services.users.models import Outbox
+from services.users.settings import UsersSettings
+
+
+async def startup(app: FastAPI) -> None:
+    settings: UsersSettings = app.state.settings
+    app.state.profile_cache = Cache(
+        app.state.redis, "profiles", ttl=settings.profile_cache_ttl_seconds
+    )
+
+
+def create_app(
+    settings: UsersSettings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+) -> FastAPI:
+    settings = settings or UsersSettings()
+    background = [relay_task(Outbox, "users"), consume_events] if settings.background_tasks else []
+    return build_app(
+        ServiceSpec(
+            name="users",
+            settings=settings,
+            routers=[api.router],
+            title="Users service",
+            description="Profiles of signed-in users and the admin user directory.",
+            on_startup=[startup],
+            background=background,
+            jwks_fetcher=jwks_fetcher,
+        )
+    )

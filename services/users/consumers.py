@@ -1,0 +1,101 @@
+"""Events the users service consumes: `user.registered` creates (or completes) a profile.
+
+At-least-once delivery made exactly-once in effect: the inbox row and the profile write
+commit together, and the entry is acknowledged only after that commit (StreamConsumer).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import Literal
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.common.cache import Cache
+from services.common.inbox import first_delivery
+from services.common.redis import create_redis
+from services.common.streams import Event, Handler, StreamConsumer
+from services.users.models import Inbox
+from services.users.service import invalidate, upsert_registered
+
+GROUP = "users"
+log = logging.getLogger("services.users.events")
+
+
+class Registered(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: uuid.UUID
+    email: str = Field(min_length=3, max_length=320)
+    role: Literal["user", "admin"] = "user"
+    created_at: AwareDatetime | None = None
+
+
+def on_registered(factory: async_sessionmaker[AsyncSession], cache: Cache) -> Handler:
+    async def handle(event: Event) -> None:
+        try:
+            data = Registered.model_validate(event.data)
+        except ValidationError:
+            # A malformed event would fail forever: record it and let it be acknowledged.
+            log.warning("dropping malformed user.registered", extra={"event_id": event.id})
+            return
+        async with factory() as session, session.begin():
+            if not await first_delivery(session, Inbox, event.id, event.topic):
+                return
+            await upsert_registered(session, data.user_id, data.email, data.role, data.created_at)
+        await invalidate(cache, data.user_id)
+
+    return handle
+
+
+def build_consumer(
+    redis: aioredis.Redis,
+    factory: async_sessionmaker[AsyncSession],
+    cache: Cache,
+    *,
+    group: str = GROUP,
+    consumer: str | None = None,
+    claim_idle_ms: int = 30_000,
+    batch: int = 50,
+    block_ms: int = 1000,
+) -> StreamConsumer:
+    return StreamConsumer(
+        redis,
+        group=group,
+        # Unique per process: a restarted worker's leftovers are reclaimed by XAUTOCLAIM.
+        consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
+        handlers={"user.registered": on_registered(factory, cache)},
+        batch=batch,
+        block_ms=block_ms,
+        claim_idle_ms=claim_idle_ms,
+    )
+
+
+BLOCK_MS = 1000
+
+
+async def consume_events(app: FastAPI) -> None:
+    """A `ServiceSpec.background` entry: consume forever (StreamConsumer retries on errors)."""
+    settings = app.state.settings
+    # Its own client: the shared one's socket timeout (REDIS_TIMEOUT, 0.5 s) is shorter
+    # than a blocking XREADGROUP, which would then fail and back off on every idle poll.
+    redis = create_redis(settings.redis_url, settings.redis_timeout + BLOCK_MS / 1000)
+    consumer = build_consumer(
+        redis,
+        app.state.session_factory,
+        app.state.profile_cache,
+        claim_idle_ms=settings.consumer_claim_idle_ms,
+        batch=settings.consumer_batch,
+        block_ms=BLOCK_MS,
+    )
+    try:
+        await consumer.run()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,1 @@
+"""The background worker: email jobs from the services' outboxes, sent over SMTP."""

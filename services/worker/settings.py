@@ -1,0 +1,42 @@
+"""Settings of the worker: SMTP_* and MAIL_FROM (shared names), WORKER_* for its own knobs."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from services.common.settings import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    service_name: str = "worker"
+
+    # HTTP server for /healthz, /readyz and /metrics only.
+    worker_host: str = "0.0.0.0"  # noqa: S104 - a container listens on every interface
+    worker_port: int = Field(default=8004, ge=1, le=65535)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False  # implicit TLS (port 465)
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    mail_from: str = "Shopstack <no-reply@shopstack.local>"
+
+    # Jobs processed at once by this process.
+    worker_concurrency: int = Field(default=10, ge=1)
+    # Sends tried before a message is dead-lettered (transient SMTP failures only;
+    # a permanent 5xx refusal or a bad message dies at once).
+    worker_max_attempts: int = Field(default=8, ge=1)
+    # Exponential backoff with full jitter: try n waits random(0, delay * 2**(n-1)), capped.
+    worker_retry_delay_seconds: float = Field(default=2.0, ge=0)
+    worker_retry_max_delay_seconds: float = Field(default=300.0, gt=0)
+    # A job whose worker stopped heartbeating this long is swept and retried.
+    worker_job_heartbeat_seconds: int = Field(default=15, ge=1)
+    worker_job_timeout_seconds: int = Field(default=60, ge=1)
+    worker_sweep_interval_seconds: int = Field(default=10, ge=1)
+    # How long a sweep waits for a stuck job's owner to acknowledge the abort.
+    worker_sweep_abort_seconds: float = Field(default=5.0, ge=0)
+    worker_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # How often queue depth, oldest age and event-consumer lag are sampled.
+    worker_sample_interval_seconds: float = Field(default=5.0, gt=0)

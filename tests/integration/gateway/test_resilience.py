@@ -1,0 +1,159 @@
+"""Upstream failures: fast 502/503, 504 on slowness, retries, circuit breaker, round robin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.app import create_app
+from tests.integration.gateway.conftest import (
+    client_for,
+    gateway,
+    make_settings,
+    routes_for,
+    serving,
+)
+from tests.integration.gateway.upstream import DroppingServer, Upstream, start_upstream
+from tests.support.infra import Infra
+from tests.support.tokens import bearer, jwks_fetcher, mint
+
+
+def _gauge(metrics: str, name: str, instance: str) -> str:
+    prefix = f'{name}{{instance="{instance}",upstream="catalog"}} '
+    values = [line[len(prefix) :] for line in metrics.splitlines() if line.startswith(prefix)]
+    assert len(values) == 1, metrics
+    return values[0]
+
+
+async def test_killed_upstream_fails_fast_and_recovers(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    own = start_upstream("users", "/api/v1/users")
+    routes = {**routes_for(upstreams), "/api/v1/users": [own.url]}
+    token = bearer(mint())
+    try:
+        async with gateway(make_settings(infra, routes)) as client:
+            assert (await client.get("/api/v1/users/me", headers=token)).status_code == 200
+            own.server.stop()
+            start = time.perf_counter()
+            down = [await client.get("/api/v1/users/me", headers=token) for _ in range(3)]
+            elapsed = time.perf_counter() - start
+            assert {r.status_code for r in down} <= {502, 503}
+            assert all(r.headers["content-type"] == "application/problem+json" for r in down)
+            assert elapsed < 2.0  # fast, never a hang
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["upstream:users"] == "down"
+            own.server.start()  # same port
+            deadline = time.monotonic() + 5
+            while (await client.get("/api/v1/users/me", headers=token)).status_code != 200:
+                assert time.monotonic() < deadline, "did not recover"
+                await asyncio.sleep(0.1)
+            assert (await client.get("/readyz")).status_code == 200
+    finally:
+        own.server.stop()
+
+
+async def test_slow_upstream_is_504_within_the_timeout(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    settings = make_settings(infra, routes_for(upstreams), total_timeout=0.5)
+    async with gateway(settings) as client:
+        start = time.perf_counter()
+        response = await client.get("/api/v1/catalog/slow?s=3")
+        elapsed = time.perf_counter() - start
+    assert response.status_code == 504
+    assert response.headers["content-type"] == "application/problem+json"
+    assert 0.4 < elapsed < 1.5
+    assert upstreams["catalog"].behaviour.count() == 1  # a timeout is not retried
+
+
+async def test_retries_only_idempotent_methods(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    dropping = DroppingServer().start()
+    routes = {**routes_for(upstreams), "/api/v1/users": [dropping.url]}
+    settings = make_settings(infra, routes, retries=2, retry_backoff=0.01, circuit_failures=100)
+    token = bearer(mint())
+    try:
+        async with gateway(settings) as client:
+            got = await client.get("/api/v1/users/me", headers=token)
+            gets = dropping.hits
+            put = await client.put("/api/v1/users/me", headers=token)
+            puts = dropping.hits - gets
+            posted = await client.post("/api/v1/users/me", headers=token)
+            posts = dropping.hits - gets - puts
+            patched = await client.patch("/api/v1/users/me", headers=token)
+            patches = dropping.hits - gets - puts - posts
+    finally:
+        dropping.stop()
+    assert [r.status_code for r in (got, put, posted, patched)] == [502] * 4
+    assert (gets, puts) == (3, 3)  # 1 try + 2 retries
+    assert (posts, patches) == (1, 1)  # never retried
+
+
+async def test_retry_moves_to_the_other_instance(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    dropping = DroppingServer().start()
+    routes = {**routes_for(upstreams), "/api/v1/users": [dropping.url, upstreams["users"].url]}
+    settings = make_settings(infra, routes, retry_backoff=0.01, circuit_failures=100)
+    try:
+        async with gateway(settings) as client:
+            responses = [
+                await client.get("/api/v1/users/me", headers=bearer(mint())) for _ in range(4)
+            ]
+    finally:
+        dropping.stop()
+    assert [r.status_code for r in responses] == [200] * 4
+    assert dropping.hits >= 1  # it was tried, and the retry went to the healthy one
+
+
+async def test_circuit_opens_then_half_open_probe_closes_it(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    catalog = upstreams["catalog"].behaviour
+    settings = make_settings(
+        infra, routes_for(upstreams), circuit_failures=3, circuit_open_seconds=0.5
+    )
+    app = create_app(settings, jwks_fetcher=jwks_fetcher)
+    async with serving(app), client_for(app) as client:
+        catalog.fail_status = 503
+        failing = [await client.get("/api/v1/catalog/x") for _ in range(3)]
+        assert [r.status_code for r in failing] == [503] * 3
+        assert catalog.count() == 3
+        blocked = await client.get("/api/v1/catalog/x")
+        assert blocked.status_code == 503
+        assert blocked.json()["type"].endswith("circuit-open")
+        assert int(blocked.headers["retry-after"]) >= 1
+        assert catalog.count() == 3  # the open circuit kept it from the upstream
+        metrics = (await client.get("/metrics")).text
+        assert _gauge(metrics, "gateway_circuit_state", upstreams["catalog"].url) == "2.0"
+        await asyncio.sleep(0.6)
+        probe = await client.get("/api/v1/catalog/x")  # half-open probe fails: open again
+        assert probe.status_code == 503 and catalog.count() == 4
+        assert (await client.get("/api/v1/catalog/x")).json()["type"].endswith("circuit-open")
+        catalog.fail_status = None
+        await asyncio.sleep(0.6)
+        ok = [await client.get("/api/v1/catalog/x") for _ in range(3)]
+        assert [r.status_code for r in ok] == [200] * 3
+        metrics = (await client.get("/metrics")).text
+        assert _gauge(metrics, "gateway_circuit_state", upstreams["catalog"].url) == "0.0"
+
+
+async def test_round_robin_and_unhealthy_instance_skipped(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    settings = make_settings(infra, routes_for(upstreams, two_catalogs=True))
+    async with gateway(settings) as client:
+        seen = [(await client.get("/api/v1/catalog/rr")).json()["instance"] for _ in range(6)]
+        assert sorted(seen) == ["catalog"] * 3 + ["catalog2"] * 3
+        upstreams["catalog2"].behaviour.healthy = False
+        await asyncio.sleep(0.4)  # a few health polls
+        seen = [(await client.get("/api/v1/catalog/rr")).json()["instance"] for _ in range(4)]
+        assert seen == ["catalog"] * 4
+        metrics = (await client.get("/metrics")).text
+    assert _gauge(metrics, "gateway_upstream_healthy", upstreams["catalog2"].url) == "0.0"
+    assert 'route="/api/v1/catalog/{path}"' in metrics
+    assert "/api/v1/catalog/rr" not in metrics  # never the raw path
+    assert 'gateway_upstream_responses_total{status_class="2xx",upstream="catalog"}' in metrics

@@ -1,0 +1,108 @@
+"""The benchmark, shrunk to seconds: it must run end to end on the real stack (gunicorn,
+PostgreSQL, Redis) and write a complete report. Timings are never asserted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.load import bench, scenarios
+from tests.load.results import Report
+from tests.support.infra import Infra, worker_index
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
+
+EVERY_ROW = [
+    scenarios.RAW,
+    scenarios.BARE,
+    scenarios.CACHED,
+    scenarios.CACHED_GW,
+    scenarios.LAT_BARE,
+    scenarios.LAT_CACHED,
+    scenarios.LAT_GW,
+    scenarios.UNCACHED,
+    scenarios.UNCACHED_GW,
+    scenarios.LIST1,
+    scenarios.LISTDEEP,
+    scenarios.SQL1,
+    scenarios.SQLKEY,
+    scenarios.SQLOFF,
+    scenarios.IDLE,
+    scenarios.STORM_READ,
+    scenarios.STORM,
+]
+
+
+@pytest.fixture(scope="module")
+def smoke(
+    infra: Infra, worker_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Report, str]:
+    out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
+    report = bench.main(
+        [
+            "--smoke",
+            "--duration",
+            "1",
+            "--connections",
+            "8",
+            # the Python generator: what CI without wrk uses, and a separate process too
+            "--generator",
+            "python",
+            "--database-url",
+            infra.admin_database_url,
+            "--redis-url",
+            infra.redis_url,
+            "--db-name",
+            f"shopstack_bench_smoke_{worker_index(worker_id)}",
+            "--out",
+            str(out),
+        ]
+    )
+    return report, out.read_text()
+
+
+def test_every_scenario_has_numbers_or_a_reason(smoke: tuple[Report, str]) -> None:
+    report, text = smoke
+    assert [r.name for r in report.rows] == EVERY_ROW
+    for row in report.rows:
+        assert (row.result is None) != (row.reason is None), row
+        if row.result is not None:
+            assert row.result.requests > 0, row.name
+            assert row.result.p50 <= row.result.p99, row.name
+        line = next(x for x in text.splitlines() if x.startswith(f"| {row.group} | {row.name} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if row.result is not None:
+            assert all(re.fullmatch(r"[\d,.]+", c) for c in cells[2:6]), line
+        else:
+            assert cells[2].startswith(("not available", "failed")), line
+
+
+def test_the_ceilings_and_the_catalog_are_measured(smoke: tuple[Report, str]) -> None:
+    report, _ = smoke
+    for name in (
+        scenarios.RAW,
+        scenarios.BARE,
+        scenarios.CACHED,
+        scenarios.LIST1,
+        scenarios.SQLKEY,
+        scenarios.SQLOFF,
+    ):
+        result = report.get(name)
+        assert result is not None and result.server_errors == 0, name
+
+
+def test_the_report_names_its_generator_targets_and_knee(smoke: tuple[Report, str]) -> None:
+    report, text = smoke
+    assert report.generator == "python"
+    assert "python-aiohttp" in text or "built-in aiohttp" in text
+    assert len(report.targets) == 6
+    for target in report.targets:
+        assert f"| {target.name} |" in text
+        assert target.verdict in text
+    assert "## Realistic mix, rising concurrency" in text
+    assert report.knee.mode
+    if report.knee.steps:
+        for _c, result, acked, stored in report.knee.steps:
+            assert result.requests > 0
+            assert stored >= acked  # every acknowledged write is in the database

@@ -1,0 +1,36 @@
+"""Redis cache outage: profiles are still served from PostgreSQL, writes still work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from services.common.cache import Cache
+from services.common.redis import create_redis
+from tests.integration.users.conftest import Person, register
+
+
+async def test_profiles_served_from_the_database_when_the_cache_redis_is_down(
+    app: FastAPI, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    owner, viewer = Person(), Person()
+    await register(app, owner, "outage@example.test")
+    # A Redis that does not exist (a unix socket nobody listens on); revocation checks still
+    # use the real one, so only the cache is down.
+    dead = create_redis(f"unix://{tmp_path}/no-redis.sock", 0.2)
+    app.state.profile_cache = Cache(dead, "profiles")
+    try:
+        public = await client.get(f"/api/v1/users/{owner.id}", headers=viewer.headers)
+        assert public.status_code == 200 and public.json()["id"] == owner.id
+        assert app.state.profile_cache.guard.available is False  # it did try, and failed
+
+        patched = await client.patch(
+            "/api/v1/users/me", json={"display_name": "Still here"}, headers=owner.headers
+        )
+        assert patched.status_code == 200
+        again = await client.get(f"/api/v1/users/{owner.id}", headers=viewer.headers)
+        assert again.json()["display_name"] == "Still here"
+    finally:
+        await dead.aclose()

@@ -1,0 +1,54 @@
+"""Rows of the report and the targets judged from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.load.loadspec import Result
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    result: Result | None = None
+    baseline: str | None = None  # the name of the row this one is compared with
+    reason: str | None = None  # why there is no result
+    note: str = ""
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str = ""
+    passed: bool | None = None  # None: could not be judged (see measured)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "MISS", None: "N/A"}[self.passed]
+
+
+@dataclass
+class Knee:
+    # (connections, result, writes acknowledged, writes stored) per step
+    steps: list[tuple[int, Result, int, int]] = field(default_factory=list)
+    knee: int | None = None
+    mode: str = ""
+
+
+@dataclass
+class Report:
+    generator: str
+    settings: dict[str, str]
+    rows: list[Row] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    knee: Knee = field(default_factory=Knee)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    def get(self, name: str) -> Result | None:
+        return next((r.result for r in self.rows if r.name == name), None)

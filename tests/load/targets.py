@@ -1,0 +1,105 @@
+"""The issue's targets, judged from one run's rows: ratios only, never absolute times."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.load import scenarios as s
+from tests.load.loadspec import Result
+from tests.load.results import Report, Target
+
+
+def _ratio(
+    report: Report,
+    name: str,
+    goal: str,
+    a: str,
+    b: str,
+    fn: Callable[[Result, Result], float],
+    ok: Callable[[float], bool],
+    fmt: str,
+) -> Target:
+    ra, rb = report.get(a), report.get(b)
+    if ra is None or rb is None:
+        missing = a if ra is None else b
+        return Target(name, goal, f"not measured: `{missing}` has no result")
+    value = fn(ra, rb)
+    return Target(name, goal, fmt.format(value), ok(value))
+
+
+def judge(report: Report, products: int) -> list[Target]:
+    targets = [
+        _ratio(
+            report,
+            "gateway-proxied cached read vs direct",
+            ">= 45 % of direct throughput",
+            s.CACHED_GW,
+            s.CACHED,
+            lambda a, b: 100 * a.rps / b.rps if b.rps else 0.0,
+            lambda v: v >= 45,
+            "{:.0f} %",
+        ),
+        _ratio(
+            report,
+            "latency the gateway adds (p50, 1 connection)",
+            "< 2 ms",
+            s.LAT_GW,
+            s.LAT_CACHED,
+            lambda a, b: a.p50 - b.p50,
+            lambda v: v < 2,
+            "{:.2f} ms",
+        ),
+        _ratio(
+            report,
+            "cached product read vs bare FastAPI",
+            ">= 60 % of the ceiling",
+            s.CACHED,
+            s.BARE,
+            lambda a, b: 100 * a.rps / b.rps if b.rps else 0.0,
+            lambda v: v >= 60,
+            "{:.0f} %",
+        ),
+        _ratio(
+            report,
+            f"deep keyset page vs page 1 (SQL p50, {products:,} rows)",
+            "<= 1.5x at 1,000,000 rows",
+            s.SQLKEY,
+            s.SQL1,
+            lambda a, b: a.p50 / b.p50 if b.p50 else 0.0,
+            lambda v: v <= 1.5,
+            "{:.2f}x",
+        ),
+        _ratio(
+            report,
+            "cached-read p99 during a login storm vs idle",
+            "< 3x",
+            s.STORM_READ,
+            s.IDLE,
+            lambda a, b: a.p99 / b.p99 if b.p99 else 0.0,
+            lambda v: v < 3,
+            "{:.1f}x",
+        ),
+    ]
+    if products < 1_000_000:
+        targets[3].measured += f" (only {products:,} rows: not the target's size)"
+        targets[3].passed = None if targets[3].passed else targets[3].passed
+    targets.append(_knee_target(report))
+    return targets
+
+
+def _knee_target(report: Report) -> Target:
+    name, goal = "mix at the knee: 5xx and lost writes", "0 and 0"
+    knee = report.knee
+    step = next((st for st in knee.steps if st[0] == knee.knee), None)
+    if step is None:
+        why = knee.mode if not knee.steps else "even the first step broke the budget"
+        return Target(name, goal, f"no knee: {why}")
+    c, result, acked, stored = step
+    lost = max(0, acked - stored)
+    return Target(
+        name,
+        goal,
+        f"c={c}: {result.server_errors} 5xx, {acked} writes acknowledged,"
+        f" {stored} stored, {lost} lost",
+        result.server_errors == 0 and lost == 0,
+    )
