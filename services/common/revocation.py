@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.jwt import Principal
 
@@ -38,10 +39,16 @@ async def revoke_user_tokens(redis: aioredis.Redis, user_id: str, at: float | No
 
 
 async def is_revoked(redis: aioredis.Redis, principal: Principal) -> bool:
-    """Raises on Redis errors: callers fail closed (503), a revocation is never skipped."""
-    sid_flag, revoked_before = await redis.mget(
-        _sid_key(principal.session_id), _user_key(principal.user_id)
-    )
+    """Raises on Redis errors: callers fail closed (503), a revocation is never skipped.
+
+    A read that times out is tried once more: on a busy host a single slow socket read
+    is common, and failing closed on it would turn a hiccup into a 503.
+    """
+    keys = (_sid_key(principal.session_id), _user_key(principal.user_id))
+    try:
+        sid_flag, revoked_before = await redis.mget(*keys)
+    except (TimeoutError, RedisTimeoutError):
+        sid_flag, revoked_before = await redis.mget(*keys)
     if sid_flag is not None:
         return True
     return revoked_before is not None and principal.issued_at <= float(revoked_before)
