@@ -25,6 +25,8 @@ def _instances(value: str) -> list[str]:
 class GatewaySettings(CommonSettings):
     service_name: str = "gateway"
 
+    # Upstream base URLs (a comma-separated list balances over several instances);
+    # AUTH_URL/USERS_URL/CATALOG_URL work too.
     auth_url: str = Field(
         default="http://127.0.0.1:8001", validation_alias=_alias("auth_url", "AUTH_URL")
     )
@@ -37,6 +39,8 @@ class GatewaySettings(CommonSettings):
     # Explicit table; None means "built from the three URLs above".
     routes: dict[str, list[str]] | None = Field(default=None, validation_alias=_alias("routes"))
 
+    # Request bodies above this get a 413; upstream timeouts in seconds; idempotent
+    # requests are retried on connection errors with this backoff.
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1, validation_alias=_alias("max_body_bytes")
     )
@@ -55,6 +59,8 @@ class GatewaySettings(CommonSettings):
         default=4.0, gt=0, validation_alias=_alias("keepalive_timeout")
     )
 
+    # Circuit breaker per upstream: opens after this many consecutive failures, stays open
+    # this long; active health checks every interval.
     circuit_failures: int = Field(default=5, ge=1, validation_alias=_alias("circuit_failures"))
     circuit_open_seconds: float = Field(
         default=10.0, gt=0, validation_alias=_alias("circuit_open_seconds")
@@ -68,6 +74,7 @@ class GatewaySettings(CommonSettings):
     rate_user: str = Field(default="600/minute", validation_alias=_alias("rate_user"))
     rate_auth: str = Field(default="30/minute", validation_alias=_alias("rate_auth"))
 
+    # Allowed CORS origins (JSON list); Strict-Transport-Security max-age; /docs on or off.
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
     hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
     docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))

@@ -30,6 +30,8 @@ class AuthSettings(CommonSettings):
     # How long a worker of this service keeps the signing key in memory.
     key_cache_seconds: int = Field(default=60, ge=1, validation_alias=_alias("key_cache_seconds"))
 
+    # Lifetimes of access tokens, refresh tokens, email-verification and reset links;
+    # whether an unverified account may log in (its token says email_verified=false).
     access_token_ttl_seconds: int = Field(
         default=900, ge=30, validation_alias=_alias("access_token_ttl_seconds")
     )
@@ -45,7 +47,8 @@ class AuthSettings(CommonSettings):
     allow_unverified_login: bool = Field(
         default=True, validation_alias=_alias("allow_unverified_login")
     )
-    app_url: str = Field(
+
+    app_url: str = Field(  # the frontend that email links point to
         default="http://localhost:3000", validation_alias=AliasChoices("APP_URL", "app_url")
     )
 

@@ -26,16 +26,20 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
+    # development | test | production: production refuses development secrets.
     environment: Environment = Environment.development
-    service_name: str = "service"
-    log_level: str = "INFO"
+    service_name: str = "service"  # the `service` field of log lines and metrics
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
 
+    # PostgreSQL (asyncpg); pool per worker process: size + overflow connections at most,
+    # a request waits DB_POOL_TIMEOUT seconds for one, then gets a 503.
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/shopstack"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_statement_cache_size: int = Field(default=100, ge=0)  # 0 behind pgbouncer
 
+    # Redis: caches, rate limits, revocations, queue, streams; socket timeout in seconds.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = Field(default=0.5, gt=0)
 
@@ -49,7 +53,8 @@ class CommonSettings(BaseSettings):
     jwks_cache_seconds: int = Field(default=300, ge=1)
     jwt_leeway_seconds: int = Field(default=10, ge=0)
 
-    cache_ttl_seconds: int = Field(default=300, ge=1)
+    cache_ttl_seconds: int = Field(default=300, ge=1)  # default lifetime of a cached entry
+    # OpenTelemetry tracing; the OTLP exporter reads the standard OTEL_EXPORTER_OTLP_* variables.
     otel_enabled: bool = False
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ class WorkerSettings(CommonSettings):
     worker_host: str = "0.0.0.0"  # noqa: S104 - a container listens on every interface
     worker_port: int = Field(default=8004, ge=1, le=65535)
 
+    # SMTP relay for outgoing mail; the From header of every message.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
