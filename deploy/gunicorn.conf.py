@@ -14,7 +14,8 @@ from typing import Any
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn without its `server` response header (services/common/gunicorn_worker.py).
+worker_class = "services.common.gunicorn_worker.Worker"
 # SIGTERM: stop accepting, finish in-flight requests for up to this long, then exit.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 timeout = int(os.environ.get("WORKER_TIMEOUT", "60"))

@@ -43,7 +43,8 @@ AUTH_SENSITIVE = (
 PUBLIC_ROUTES: tuple[PublicRule, ...] = (
     _rule("POST", rf"{_AUTH}/(register|login|refresh|verify-email|verify-email/resend)"),
     _rule("POST", rf"{_AUTH}/password/(forgot|reset)"),
-    _rule("GET HEAD", r"/\.well-known/jwks\.json"),
+    # The auth service serves its JWKS on both paths, anonymously.
+    _rule("GET HEAD", rf"({_AUTH})?/\.well-known/jwks\.json"),
     # Catalog reads are public (templates like /products/{product_id} match too).
     _rule("GET HEAD", r"/api/v1/catalog(/.*)?"),
     # Served by the gateway itself; listed so the allowlist is the whole truth.

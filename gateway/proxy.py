@@ -41,18 +41,27 @@ class RouteLabel:
 class RequestBody:
     """The client's body as an async iterator for aiohttp, counted against the limit."""
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float) -> None:
         self._receive = receive
         self._limit = limit
+        # The whole body must arrive by then: a client trickling bytes (slow loris) is
+        # cut off with a 408 instead of holding a socket and an upstream connection.
+        self._deadline = time.monotonic() + timeout
         self.started = False
         self.too_large = False
+        self.too_slow = False
         self.disconnected = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self.started = True
         size = 0
         while True:
-            message = await self._receive()
+            try:
+                async with asyncio.timeout(max(0.0, self._deadline - time.monotonic())):
+                    message = await self._receive()
+            except TimeoutError:
+                self.too_slow = True
+                raise ValueError("request body too slow") from None
             if message["type"] == "http.disconnect":
                 self.disconnected = True
                 raise ConnectionResetError("client disconnected")
@@ -70,6 +79,16 @@ class RequestBody:
 def _too_large(limit: int) -> ProblemError:
     return ProblemError(
         413, f"The request body is larger than {limit} bytes.", type_="body-too-large"
+    )
+
+
+def _too_slow(timeout: float) -> ProblemError:
+    # The client's fault, not the upstream's: never counted against its circuit.
+    return ProblemError(
+        408,
+        f"The request body did not arrive within {timeout:g} seconds.",
+        type_="request-timeout",
+        headers={"Connection": "close"},
     )
 
 
@@ -144,9 +163,9 @@ class Proxy:
                 raise ProblemError(400, "Content-Length is not a number.") from None
             if length > limit:  # refused before a byte is read
                 raise _too_large(limit)
-            return RequestBody(receive, limit) if length > 0 else None
+            return RequestBody(receive, limit, self.settings.body_timeout) if length > 0 else None
         chunked = any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
-        return RequestBody(receive, limit) if chunked else None
+        return RequestBody(receive, limit, self.settings.body_timeout) if chunked else None
 
     async def _rate_limit(
         self, method: str, path: str, user_id: str | None, ip: str
@@ -247,9 +266,8 @@ class Proxy:
             metrics.RETRIES.labels(name).inc()
             await asyncio.sleep(self.settings.retry_backoff * (2**attempt))
         try:
-            if body is not None and body.too_large:  # the upstream answered mid-upload
-                inst.breaker.release()
-                raise _too_large(self.settings.max_body_bytes)
+            if body is not None and (body.too_large or body.too_slow):  # answered mid-upload
+                self._check_body(body, inst)
             metrics.UPSTREAM_DURATION.labels(name, route.label).observe(time.perf_counter() - start)
             status = response.status
             metrics.UPSTREAM_RESPONSES.labels(name, f"{status // 100}xx").inc()
@@ -257,6 +275,13 @@ class Proxy:
                 inst.breaker.record_failure()
             else:
                 inst.breaker.record_success()
+            if status >= 500 and not response.headers.get("Content-Type", "").startswith(
+                "application/problem+json"
+            ):
+                # Not one of our services' problems (a crash page, a proxy's HTML): its
+                # body may carry internals, so the client gets the gateway's own problem.
+                log.warning("upstream %s answered %d without a problem body", name, status)
+                raise ProblemError(status, f"{name} failed to answer.", type_="upstream-error")
             out = response_headers(response.raw_headers)
             if decision is not None:
                 out += decision.headers()
@@ -269,9 +294,11 @@ class Proxy:
             response.release()
 
     def _check_body(self, body: RequestBody | None, inst: Instance | None = None) -> None:
-        if body is not None and body.too_large:
+        if body is not None and (body.too_large or body.too_slow):
             if inst is not None:
                 inst.breaker.release()
+            if body.too_slow:
+                raise _too_slow(self.settings.body_timeout)
             raise _too_large(self.settings.max_body_bytes)
 
     @staticmethod

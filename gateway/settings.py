@@ -49,6 +49,9 @@ class GatewaySettings(CommonSettings):
     retries: int = Field(default=2, ge=0, le=5, validation_alias=_alias("retries"))
     retry_backoff: float = Field(default=0.05, ge=0, validation_alias=_alias("retry_backoff"))
 
+    # Seconds a client has to send its whole request body (slow-loris defence).
+    body_timeout: float = Field(default=10.0, gt=0, validation_alias=_alias("body_timeout"))
+
     # Per-worker pool; keep-alive shorter than the upstreams' (gunicorn keepalive=5 s)
     # so we never reuse a socket the server is closing.
     pool_limit: int = Field(default=256, ge=1, validation_alias=_alias("pool_limit"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -79,7 +82,26 @@ def get_client(request: Request, ctx: Ctx) -> Client:
 ClientDep = Annotated[Client, Depends(get_client)]
 
 
-@router.post("/register", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def uniform_time(request: Request) -> AsyncIterator[None]:
+    """Pads a successful answer to a fixed minimum duration, commit included (declared
+    before SessionDep, so its exit runs after the session's commit): the writes made for
+    an existing account must not be measurable (no account enumeration by timing)."""
+    started = time.monotonic()
+    yield
+    floor: float = request.app.state.auth.settings.uniform_response_seconds
+    await asyncio.sleep(max(0.0, floor - (time.monotonic() - started)))
+
+
+# scope="function": exits before the response is sent, after the commit.
+UniformTime = Depends(uniform_time, scope="function")
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=PROBLEMS,
+    dependencies=[UniformTime],
+)
 async def register(
     body: RegisterRequest, session: SessionDep, ctx: Ctx, client: ClientDep
 ) -> Accepted:
@@ -95,7 +117,12 @@ async def verify_email(body: TokenRequest, session: SessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+@router.post(
+    "/verify-email/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=PROBLEMS,
+    dependencies=[UniformTime],
+)
 async def resend_verification(
     body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
 ) -> Accepted:
@@ -172,7 +199,12 @@ async def logout_all(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+@router.post(
+    "/password/forgot",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=PROBLEMS,
+    dependencies=[UniformTime],
+)
 async def forgot_password(
     body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
 ) -> Accepted:

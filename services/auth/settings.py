@@ -76,6 +76,11 @@ class AuthSettings(CommonSettings):
     lockout_max_seconds: int = Field(
         default=900, ge=1, validation_alias=_alias("lockout_max_seconds")
     )
+    # Register, resend-verification and forgot-password answer no sooner than this, so
+    # the extra writes for an existing account (token, email) cannot be timed.
+    uniform_response_seconds: float = Field(
+        default=0.25, ge=0, le=5, validation_alias=_alias("uniform_response_seconds")
+    )
     # Proxies in front of auth that append to X-Forwarded-For (the gateway: 1).
     trusted_proxy_hops: int = Field(default=1, ge=0, validation_alias=_alias("trusted_proxy_hops"))
 

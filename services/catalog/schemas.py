@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.common.urls import check_public_https_url
+
 ProductStatus = Literal["draft", "active", "archived"]
 ProductSort = Literal["newest", "oldest", "price_asc", "price_desc", "name"]
 CategorySort = Literal["name", "newest"]
@@ -34,14 +36,7 @@ Stock = Annotated[int, Field(ge=0, le=2_147_483_647)]
 
 def _https_url(value: str) -> str:
     # Stored and echoed only: the service never fetches these (no SSRF surface).
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-        raise ValueError("must be an https URL with a host and no credentials")
-    if any(ch.isspace() for ch in value):
-        raise ValueError("must not contain whitespace")
-    return value
+    return check_public_https_url(value)
 
 
 ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)]

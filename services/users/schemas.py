@@ -10,10 +10,11 @@ import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from services.common.urls import check_public_https_url
 
 Role = Literal["user", "admin"]
 Status = Literal["active", "disabled", "deleted"]
@@ -44,15 +45,7 @@ def _time_zone(value: str) -> str:
 
 def _https_url(value: str) -> str:
     # Stored and shown, never fetched by the server (no SSRF surface).
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError("must not contain whitespace or control characters")
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        raise ValueError("must be an https URL") from exc
-    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-        raise ValueError("must be an https URL without credentials")
-    return value
+    return check_public_https_url(value)
 
 
 def _display_name(value: str) -> str:

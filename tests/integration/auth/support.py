@@ -29,6 +29,8 @@ FAST = {
     "rate_register_ip": "10000/minute",
     "rate_email_ip": "10000/minute",
     "rate_email_account": "10000/minute",
+    # No response-time floor (tests/security/test_enumeration.py checks it).
+    "uniform_response_seconds": 0.0,
 }
 
 
