@@ -3,7 +3,8 @@
 Only paths the routing table sends to that upstream are kept (each service's own
 /healthz etc. are not reachable through the gateway). A component name used by two
 services for different things is prefixed with the service name (and every $ref of
-that service rewritten). Operations get `bearerAuth`, public ones `security: []`.
+that service rewritten). Operations get `bearerAuth`, public ones `security: []`, and
+every one the problem responses the gateway itself may give (services.common.openapi).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiohttp
 
 from gateway.edge_auth import is_public
 from gateway.routing import RoutingTable, Upstream
+from services.common.openapi import document_problems, gateway_statuses
 
 log = logging.getLogger("gateway.openapi")
 
@@ -84,6 +86,11 @@ def merge(
             if isinstance(operation, dict):
                 public = is_public(method.upper(), path)
                 operation["security"] = [] if public else [{"bearerAuth": []}]
+    # The gateway's own answers (edge auth, rate limits, body limit, upstream failures)
+    # on top of what each service documents.
+    document_problems(
+        merged, lambda method, path, _: not is_public(method.upper(), path), gateway_statuses
+    )
     if not tags:
         merged.pop("tags")
     return merged

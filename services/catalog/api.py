@@ -31,7 +31,13 @@ from services.common.security import AdminUser, OptionalUser
 PREFIX = "/api/v1/catalog"
 router = APIRouter(prefix=PREFIX, tags=["catalog"])
 IdempotencyKeyHeader = Annotated[
-    str | None, Header(alias="Idempotency-Key", description="Retry-safe creates (1-255 chars)")
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retry-safe creates (1-255 visible ASCII characters)",
+        # Documented, not enforced here: idempotency.check_key answers 400 for a bad key.
+        json_schema_extra={"pattern": r"^[\x21-\x7e]{1,255}$"},
+    ),
 ]
 ProductId = uuid.UUID
 Made = tuple[int, bytes, str | None]  # status, body, Location
@@ -67,7 +73,12 @@ async def _invalidate(state: CatalogState, *product_ids: uuid.UUID) -> None:
 # ---- public reads ---------------------------------------------------------------------
 
 
-@router.get("/products", response_model=Page[ProductOut], summary="List products")
+@router.get(
+    "/products",
+    response_model=Page[ProductOut],
+    summary="List products",
+    responses={403: {"description": "Filtering by status needs the admin role"}},
+)
 async def list_products(
     request: Request, query: Annotated[ProductListQuery, Query()], principal: OptionalUser
 ) -> Response:

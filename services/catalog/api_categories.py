@@ -109,6 +109,7 @@ async def create_category(
     "/categories/{category_id}",
     response_model=CategoryOut,
     summary="Update a category (admin; If-Match required)",
+    responses={412: {"description": "Stale If-Match"}, 428: {"description": "No If-Match"}},
 )
 async def update_category(
     category_id: uuid.UUID,

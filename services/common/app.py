@@ -18,6 +18,7 @@ from services.common.health import ReadinessCheck, check_database, check_redis, 
 from services.common.jwt import JwksCache, JwksFetcher, TokenVerifier, http_jwks_fetcher
 from services.common.logging import configure_logging
 from services.common.middleware import ObservabilityMiddleware
+from services.common.openapi import install_problem_docs
 from services.common.redis import create_redis
 from services.common.settings import CommonSettings
 from services.common.tracing import instrument_app, instrument_engine
@@ -106,6 +107,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_problem_docs(app)
     checks: dict[str, ReadinessCheck] = {}
     if spec.use_database:
         checks["database"] = check_database

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.context import request_id_var
@@ -137,12 +138,29 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}"
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a resource
+        # served by several routes (GET, PATCH, DELETE /users/me) allows them all.
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(
         exc.status_code,
         detail=detail,
         instance=request.url.path,
-        headers=getattr(exc, "headers", None),
+        headers=headers,
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.url.path
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

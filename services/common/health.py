@@ -34,7 +34,13 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     @router.get(
         "/readyz",
         summary="The process and its dependencies answer",
-        responses={503: {"description": "A dependency does not answer"}},
+        # The readiness body, not a problem: probes and operators read `checks`.
+        responses={
+            503: {
+                "description": "A dependency does not answer",
+                "content": {"application/json": {}},
+            }
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         async def run(check: ReadinessCheck) -> str:

@@ -1,0 +1,22 @@
+"""Parameter types shared by the routes, strict where pydantic's lax parsing would
+accept what the OpenAPI document says is invalid."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BeforeValidator
+
+# A date-time per RFC 3339: a date, "T" or a space, a time. Pydantic alone also reads
+# "0.5" or "1700000000" as Unix timestamps, which `format: date-time` does not allow.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2024-05-01T12:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
