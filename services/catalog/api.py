@@ -26,7 +26,7 @@ from services.common.db import SessionDep
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.pagination import Page, link_header
-from services.common.security import AdminUser, OptionalUser
+from services.common.security import AdminUser, OptionalUser, authenticate, bearer_token
 
 PREFIX = "/api/v1/catalog"
 router = APIRouter(prefix=PREFIX, tags=["catalog"])
@@ -137,8 +137,12 @@ async def _load_product(state: CatalogState, product_id: uuid.UUID, admin: bool)
     summary="One product (cached; ETag / If-None-Match)",
     responses={304: {"description": "Not modified"}, 404: {"description": "No such product"}},
 )
-async def get_product(product_id: ProductId, request: Request, principal: OptionalUser) -> Response:
-    # The hot path: one Redis GET, the cached bytes are the body.
+async def get_product(product_id: ProductId, request: Request) -> Response:
+    # One Redis GET, the cached bytes are the body (anonymous hits never get here: see
+    # services/catalog/hotread.py). The principal is resolved by hand, not by the
+    # OptionalUser dependency, so an anonymous miss skips that dependency chain too.
+    token = bearer_token(request)
+    principal = None if token is None else await authenticate(request, token)
     state: CatalogState = request.app.state.catalog
     admin = _is_admin(principal)
     entry = await state.cache.products.get_or_load(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from services.catalog import api, api_categories, api_import
+from services.catalog.hotread import HotProductRead
 from services.catalog.janitor import idempotency_janitor
 from services.catalog.models import Outbox
 from services.catalog.settings import CatalogSettings
@@ -22,7 +24,7 @@ def create_app(
     background = (
         [relay_task(Outbox, "catalog"), idempotency_janitor] if settings.background_tasks else []
     )
-    return build_app(
+    app = build_app(
         ServiceSpec(
             name="catalog",
             settings=settings,
@@ -35,3 +37,7 @@ def create_app(
             jwks_fetcher=jwks_fetcher,
         )
     )
+    # Innermost (inside the factory's ObservabilityMiddleware): cached anonymous product
+    # reads are answered before FastAPI's routing and dependencies (services/catalog/hotread.py).
+    app.user_middleware.append(Middleware(HotProductRead))
+    return app

@@ -48,6 +48,10 @@ class CatalogCache:
         # Admins may read drafts; everyone else only active products: two entries.
         return self.products.key("admin" if admin else "public", product_id)
 
+    def public_key(self, product_id: str) -> str:
+        """product_key(..., admin=False) for an id already in canonical form."""
+        return self.products.key("public", product_id)
+
     async def list_key(self, fingerprint: str) -> str:
         version = await self.lists.version(LISTS_NAMESPACE)
         return self.lists.key(version, fingerprint)

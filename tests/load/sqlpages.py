@@ -19,8 +19,14 @@ COLUMNS = (
     "id, sku, name, description, price, currency, stock, status, category_id,"
     " image_urls, created_at, updated_at, version"
 )
-BASE = f"SELECT {COLUMNS} FROM catalog.products WHERE status = 'active'"
+# Bound parameters for the status and the page size, as SQLAlchemy sends them from the
+# service: a query with literals only is planned once at PREPARE, one with parameters is
+# re-planned per execution while PostgreSQL's plan cache prefers custom plans (measured:
+# ~0.1-0.2 ms, more than the 0.06 ms the index scan itself takes). Comparing a literal
+# page 1 with a parameterised deep page measured planning, not depth.
+BASE = f"SELECT {COLUMNS} FROM catalog.products WHERE status = $1"
 ORDER = "ORDER BY created_at DESC, id DESC"
+ACTIVE = "active"
 
 
 async def _timed(conn: asyncpg.Connection, runs: int, sql: str, *args: Any) -> Result:
@@ -56,11 +62,16 @@ async def _measure(database_url: str, depth: int, runs: int) -> dict[str, Result
         )
         if anchor is None:
             raise RuntimeError(f"fewer than {depth} active products")
-        keyset = f"{BASE} AND (created_at, id) < ($1, $2) {ORDER} LIMIT {PAGE + 1}"
+        keyset = f"{BASE} AND (created_at, id) < ($3, $4) {ORDER} LIMIT $2"
+        page = PAGE + 1
         return {
-            "page1": await _timed(conn, runs, f"{BASE} {ORDER} LIMIT {PAGE + 1}"),
-            "keyset": await _timed(conn, runs, keyset, anchor["created_at"], anchor["id"]),
-            "offset": await _timed(conn, runs, f"{BASE} {ORDER} OFFSET {depth} LIMIT {PAGE + 1}"),
+            "page1": await _timed(conn, runs, f"{BASE} {ORDER} LIMIT $2", ACTIVE, page),
+            "keyset": await _timed(
+                conn, runs, keyset, ACTIVE, page, anchor["created_at"], anchor["id"]
+            ),
+            "offset": await _timed(
+                conn, runs, f"{BASE} {ORDER} OFFSET $3 LIMIT $2", ACTIVE, page, depth
+            ),
         }
     finally:
         await conn.close()

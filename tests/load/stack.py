@@ -109,6 +109,12 @@ class Stack:
             "AUTH_RATE_LOGIN_ACCOUNT": "1000000/minute",
             "AUTH_RATE_REGISTER_IP": "1000000/hour",
             "AUTH_ALLOW_UNVERIFIED_LOGIN": "true",
+            # The gateway's limits are still counted in Redis on every request (that cost
+            # is part of the measured hop) but never refuse one: a 429 would be faster
+            # than the read it replaces and distort the comparison.
+            "GATEWAY_RATE_ANONYMOUS": "1000000000/minute",
+            "GATEWAY_RATE_USER": "1000000000/minute",
+            "GATEWAY_RATE_AUTH": "1000000000/minute",
             "PYTHONPATH": str(ROOT),
         }
         for upstream in ("auth", "users", "catalog"):
