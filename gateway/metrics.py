@@ -21,7 +21,8 @@ CIRCUIT_STATE = Gauge(
     "gateway_circuit_state",
     "Circuit breaker state per instance: 0 closed, 1 half-open, 2 open",
     ["upstream", "instance"],
-    multiprocess_mode="max",
+    # live: with plain "max" a recycled worker's last "open" would be reported forever.
+    multiprocess_mode="livemax",
 )
 UPSTREAM_HEALTHY = Gauge(
     "gateway_upstream_healthy",

@@ -132,6 +132,8 @@ class RateLimiter:
         guard: RedisGuard | None = None,
     ) -> None:
         self._batcher = HitBatcher(redis)
+        for limit in (anonymous, user, auth):  # series at 0 from the start, for rate()
+            RATE_LIMITED.labels(limit.name)
         self.anonymous = anonymous
         self.user = user
         self.auth = auth

@@ -16,3 +16,17 @@ REFRESH_REUSE = Counter(
     "auth_refresh_token_reuse_total", "Spent refresh tokens presented again (family revoked)"
 )
 PASSWORD_RESETS = Counter("auth_password_resets_total", "Passwords reset with an emailed token")
+
+# The whole label set, at 0 from the start: ratios and increase() see the first event.
+LOGIN_OUTCOMES = (
+    ("success", "ok"),
+    ("failure", "bad_credentials"),
+    ("failure", "locked"),
+    ("failure", "disabled"),
+    ("failure", "unverified"),
+)
+REFRESH_RESULTS = ("success", "reuse_detected", "invalid", "expired")
+for _result, _reason in LOGIN_OUTCOMES:
+    LOGINS.labels(_result, _reason)
+for _result in REFRESH_RESULTS:
+    TOKEN_REFRESHES.labels(_result)

@@ -57,7 +57,9 @@ OUTBOX_BACKLOG = Gauge(
     "outbox_backlog_messages",
     "Outbox rows not yet handed to Redis",
     ["service"],
-    multiprocess_mode="max",
+    # live*: gunicorn recycles workers (max_requests); a dead worker's last sample must
+    # not stay in the aggregate forever, as it would with plain "max".
+    multiprocess_mode="livemax",
 )
 OUTBOX_RELAYED = Counter("outbox_relayed_total", "Outbox rows handed to Redis", ["service", "kind"])
 

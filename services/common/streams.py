@@ -35,13 +35,14 @@ EVENT_LAG = Gauge(
     "event_consumer_lag_messages",
     "Entries not yet delivered to the group",
     ["group", "topic"],
-    multiprocess_mode="max",
+    # live: a recycled worker's last value must not stay in the max forever
+    multiprocess_mode="livemax",
 )
 EVENT_PENDING = Gauge(
     "event_consumer_pending_messages",
     "Delivered but unacknowledged entries",
     ["group", "topic"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 
 
@@ -101,6 +102,9 @@ class StreamConsumer:
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        for topic in handlers:  # series exist from the start: increase() sees the first one
+            EVENTS_CONSUMED.labels(group, topic)
+            EVENTS_FAILED.labels(group, topic)
 
     async def handle(self, event: Event) -> bool:
         handler = self.handlers.get(event.topic)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from services.worker.rendering import TEMPLATES
+
 EMAILS_QUEUED = Counter(
     "emails_queued_total", "Email jobs picked up for the first time", ["template"]
 )
@@ -27,3 +29,9 @@ QUEUE_OLDEST_AGE = Gauge(
     "Age of the oldest email job ready to run (0 when none)",
     multiprocess_mode="livemax",
 )
+
+# Every series exists at 0 from the start: `increase(emails_dead_total[15m])` cannot see
+# the first dead email of a series that only appears with it.
+for _template in (*TEMPLATES, "unknown"):
+    for _counter in (EMAILS_QUEUED, EMAILS_SENT, EMAILS_RETRIED, EMAILS_DEAD):
+        _counter.labels(_template)
