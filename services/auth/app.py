@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 
 from services.auth.admin import AdminError, create_admin
 from services.auth.api import jwks_router, router
@@ -80,6 +81,10 @@ async def _bootstrap_admin(app: FastAPI, settings: AuthSettings, hasher: Passwor
         log.info("bootstrap admin created")
     except (AdminError, ProblemError):
         pass  # already there (another worker, or an earlier start), or refused by policy
+    except IntegrityError:
+        # Two gunicorn workers booting at once both saw no account; the other one's
+        # insert won the unique email: the admin exists, so this worker carries on.
+        log.info("bootstrap admin created by another worker")
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -16,7 +16,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.auth.models import Account, Inbox
 from services.auth.rules import ACTIVE, account_by_id, now, revoke_all_sessions
 from services.common.inbox import first_delivery
-from services.common.redis import create_redis
 from services.common.revocation import revoke_user_tokens
 from services.common.streams import Event, Handler, StreamConsumer
 
@@ -107,10 +106,6 @@ def build_consumer(
 
 
 async def consume_events(app: FastAPI) -> None:
-    """A ServiceSpec.background task. Its own Redis client: a blocking XREADGROUP needs a
-    socket timeout longer than the block time, which the shared client does not have."""
-    redis = create_redis(app.state.settings.redis_url, timeout=BLOCK_MS / 1000 + 2)
-    try:
-        await build_consumer(app.state.session_factory, redis).run()
-    finally:
-        await redis.aclose()
+    """A ServiceSpec.background task on the shared Redis client (StreamConsumer keeps its
+    blocking reads within that client's socket timeout)."""
+    await build_consumer(app.state.session_factory, app.state.redis).run()

@@ -4,11 +4,16 @@ At-least-once: a message is acknowledged only after the handler returned (the
 handler commits its own transaction first); messages left pending by a consumer
 that died are reclaimed with XAUTOCLAIM after `claim_idle_ms`. Handlers must be
 idempotent (key on the event id: see `services.common.inbox`).
+
+The consumer uses the service's shared Redis client. A blocking XREADGROUP must return
+before that client's socket timeout fires, so the block time is clamped to 80% of it:
+otherwise every idle poll would fail and the retry backoff would grow to 10 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +62,18 @@ class Event:
 
 Handler = Callable[[Event], Awaitable[None]]
 
+# A blocking read may use this share of the client's socket timeout.
+BLOCK_SHARE_OF_SOCKET_TIMEOUT = 0.8
+
+
+def clamp_block_ms(redis: aioredis.Redis, block_ms: int) -> int:
+    """`block_ms`, shortened so the reply arrives before the client's socket timeout."""
+    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+    if not timeout:
+        return block_ms
+    # Never 0: BLOCK 0 means "wait forever".
+    return max(1, min(block_ms, int(float(timeout) * 1000 * BLOCK_SHARE_OF_SOCKET_TIMEOUT)))
+
 
 def _decode(stream_id: bytes | str, fields: dict[Any, Any]) -> Event:
     def text(value: Any) -> str:
@@ -81,6 +98,15 @@ async def ensure_groups(redis: aioredis.Redis, topics: Sequence[str], group: str
                 raise
 
 
+def _raise_if_cancel_requested() -> None:
+    """Python 3.11's asyncio.wait_for, which redis-py uses to drain writes, swallows a
+    cancellation that arrives as the drain completes; the request is still counted on the
+    task, so honour it here instead of polling forever (shutdown would hang)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class StreamConsumer:
     """One consumer in `group` reading `topics`; run `run()` as a background task."""
 
@@ -100,11 +126,13 @@ class StreamConsumer:
         self.consumer = consumer
         self.handlers = handlers
         self.batch = batch
-        self.block_ms = block_ms
+        self.block_ms = clamp_block_ms(redis, block_ms)
         self.claim_idle_ms = claim_idle_ms
         for topic in handlers:  # series exist from the start: increase() sees the first one
             EVENTS_CONSUMED.labels(group, topic)
             EVENTS_FAILED.labels(group, topic)
+        # Failed rounds of the run loop by exception type (what a test or operator checks).
+        self.failures: collections.Counter[str] = collections.Counter()
 
     async def handle(self, event: Event) -> bool:
         handler = self.handlers.get(event.topic)
@@ -150,12 +178,29 @@ class StreamConsumer:
             self.consumer,
             streams,  # type: ignore[arg-type]
             count=self.batch,
-            block=block_ms or self.block_ms,
+            block=clamp_block_ms(self.redis, block_ms) if block_ms else self.block_ms,
         )
+        return await self._handle_all(result)
+
+    async def replay_own_pending(self) -> int:
+        """Handle entries already delivered to this consumer but not acknowledged: a read
+        whose reply was lost (a socket timeout, a dropped connection) leaves them here,
+        and XAUTOCLAIM would only hand them back after `claim_idle_ms`."""
+        streams = {stream_name(t): "0" for t in self.handlers}
+        result: Any = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            streams,  # type: ignore[arg-type]
+            count=self.batch,
+        )
+        return await self._handle_all(result)
+
+    async def _handle_all(self, result: Any) -> int:
         handled = 0
         for _stream, messages in result or []:
             for stream_id, fields in messages:
-                handled += await self.handle(_decode(stream_id, fields))
+                if fields:  # an entry trimmed from the stream while pending has none
+                    handled += await self.handle(_decode(stream_id, fields))
         return handled
 
     async def sample_lag(self) -> None:
@@ -174,18 +219,22 @@ class StreamConsumer:
         while True:
             try:
                 await ensure_groups(self.redis, list(self.handlers), self.group)
+                await self.replay_own_pending()
                 while True:
                     if loop.time() >= next_reclaim:
                         await self.reclaim()
                         await self.sample_lag()
                         next_reclaim = loop.time() + self.claim_idle_ms / 1000 / 2
                     await self.poll()
+                    _raise_if_cancel_requested()
                     delay = 0.5
             except asyncio.CancelledError:
                 raise
             except REDIS_ERRORS as exc:
+                self.failures[type(exc).__name__] += 1
                 log.warning("event consumer lost redis, retrying: %s", type(exc).__name__)
-            except Exception:
+            except Exception as exc:
+                self.failures[type(exc).__name__] += 1
                 log.exception("event consumer error, retrying")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

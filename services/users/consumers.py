@@ -20,7 +20,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common.cache import Cache
 from services.common.inbox import first_delivery
-from services.common.redis import create_redis
 from services.common.streams import Event, Handler, StreamConsumer
 from services.users.models import Inbox
 from services.users.service import invalidate, upsert_registered
@@ -84,18 +83,13 @@ BLOCK_MS = 1000
 async def consume_events(app: FastAPI) -> None:
     """A `ServiceSpec.background` entry: consume forever (StreamConsumer retries on errors)."""
     settings = app.state.settings
-    # Its own client: the shared one's socket timeout (REDIS_TIMEOUT, 0.5 s) is shorter
-    # than a blocking XREADGROUP, which would then fail and back off on every idle poll.
-    redis = create_redis(settings.redis_url, settings.redis_timeout + BLOCK_MS / 1000)
+    # The shared client: StreamConsumer keeps its blocking reads within its socket timeout.
     consumer = build_consumer(
-        redis,
+        app.state.redis,
         app.state.session_factory,
         app.state.profile_cache,
         claim_idle_ms=settings.consumer_claim_idle_ms,
         batch=settings.consumer_batch,
         block_ms=BLOCK_MS,
     )
-    try:
-        await consumer.run()
-    finally:
-        await redis.aclose()
+    await consumer.run()

@@ -15,6 +15,7 @@ from sqlmodel import select
 from services.auth.consumers import GROUP, build_consumer
 from services.auth.models import Account, Inbox
 from services.common.events import stream_name
+from services.common.revocation import is_revoked
 from services.common.streams import ensure_groups
 from tests.integration.auth.support import (
     PASSWORD,
@@ -139,3 +140,32 @@ async def test_background_relay_publishes_user_registered() -> None:
         names = {t.get_name() for t in app.state.background_tasks}
         assert names == {"auth_outbox_relay", "consume_events"}
         assert not any(t.done() for t in app.state.background_tasks)
+
+
+@pytest.mark.parametrize(
+    ("topic", "extra"),
+    [
+        ("user.deactivated", {}),
+        ("user.role_changed", {"role": "admin"}),
+        ("user.deleted", {}),
+    ],
+)
+async def test_each_account_event_writes_the_redis_revocation(
+    topic: str, extra: dict[str, Any]
+) -> None:
+    """The gateway and the other services only see Redis: auth must revoke there too,
+    not only refuse logins and refreshes in its own database."""
+    async with auth_client() as (app, client):
+        await drain(app)
+        _, tokens = await verified_user(app, client)
+        claims = jwt.get_unverified_claims(tokens["access_token"])
+        user_id = claims["sub"]
+        key = f"revoked:user:{user_id}"
+        await app.state.redis.delete(key)
+        await publish(app.state.redis, topic, {"user_id": user_id, **extra})
+        assert await drain(app) == 1
+        revoked_before = await app.state.redis.get(key)
+        assert revoked_before is not None, f"{topic} did not revoke the user's tokens"
+        assert float(revoked_before) >= float(claims["iat"])
+        principal = await app.state.token_verifier.verify(tokens["access_token"])
+        assert await is_revoked(app.state.redis, principal)
