@@ -79,7 +79,10 @@ def merge(
             paths[path] = item
         known = {t.get("name") for t in tags}
         tags.extend(t for t in doc.get("tags", []) if t.get("name") not in known)
-    components.setdefault("securitySchemes", {})["bearerAuth"] = BEARER
+    # Every operation is given `bearerAuth` below, so the services' own schemes (auth's
+    # OAuth2PasswordBearer, whose relative tokenUrl is not a URL as OpenAPI requires)
+    # would only be unused, invalid definitions.
+    components["securitySchemes"] = {"bearerAuth": BEARER}
     for path, item in paths.items():
         for method in HTTP_METHODS:
             operation = item.get(method)
