@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common import metrics
+from services.common.errors import ProblemError
 from services.common.settings import CommonSettings
 
 
@@ -37,7 +38,25 @@ def create_engine(settings: CommonSettings, **overrides: Any) -> AsyncEngine:
     options.update(overrides)
     engine = create_async_engine(asyncpg_url(settings.database_url), **options)
     _watch_pool(engine)
+    event.listen(engine.sync_engine, "before_cursor_execute", _refuse_nul)
     return engine
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    """PostgreSQL text cannot hold a NUL character: whatever field or query parameter
+    carried one from the client is a 422, not a driver error and a 500."""
+    if _has_nul(parameters):
+        raise ProblemError(422, "Text must not contain NUL characters.", type_="invalid-text")
 
 
 def _watch_pool(engine: AsyncEngine) -> None:

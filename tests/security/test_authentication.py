@@ -40,7 +40,8 @@ def _claims(**changes: Any) -> dict[str, Any]:
 
 def _signed(claims: dict[str, Any], headers: dict[str, Any], alg: str = "RS256") -> str:
     """Signed with the real test key (so only the header or claims are wrong)."""
-    return str(jwt.encode(claims, tokens.private_pem().decode(), algorithm=alg, headers=headers))
+    key = tokens.signing_key() if alg == "RS256" else tokens.private_pem().decode()
+    return str(jwt.encode(claims, key, algorithm=alg, headers=headers))
 
 
 def _attacker_key() -> tuple[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
+from jose.backends.base import Key
 
 TEST_KID = "test-key-1"
 ISSUER = "http://auth:8001"
@@ -26,6 +27,13 @@ def private_pem() -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+@cache
+def signing_key() -> Key:
+    """The private key parsed once: parsing a PEM costs ~0.1 s (RSA key checks), which
+    every mint() paid before."""
+    return jwk.construct(private_pem().decode(), "RS256")
 
 
 def public_jwk() -> dict[str, Any]:
@@ -65,9 +73,7 @@ def mint(
         "email_verified": email_verified,
     }
     claims.update(overrides)
-    return str(
-        jwt.encode(claims, private_pem().decode(), algorithm="RS256", headers={"kid": TEST_KID})
-    )
+    return str(jwt.encode(claims, signing_key(), algorithm="RS256", headers={"kid": TEST_KID}))
 
 
 def bearer(token: str) -> dict[str, str]:
