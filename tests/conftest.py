@@ -42,3 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "/tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.xdist_group("e2e"))
+        elif "/tests/faults/" in str(item.path):
+            # Their own stack (they kill its processes), on one worker, next to e2e.
+            item.add_marker(pytest.mark.xdist_group("faults"))

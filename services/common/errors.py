@@ -13,6 +13,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.context import request_id_var
+from services.common.outage import OUTAGE_ERRORS, RETRY_AFTER_SECONDS, unavailable_dependency
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://errors.shopstack.dev/"
@@ -174,6 +175,25 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
+    dependency = unavailable_dependency(exc)
+    if dependency is None:  # a DBAPIError that is a bug, not an outage
+        return await _on_unhandled(request, exc)
+    log.warning(
+        "dependency unavailable: %s (%s)",
+        dependency,
+        type(exc).__name__,
+        extra={"path": request.url.path},
+    )
+    return problem_response(
+        503,
+        detail="The service is temporarily unavailable; try again shortly.",
+        type_="unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback for operators; the client sees no internals.
     log.exception("unhandled error", extra={"path": request.url.path})
@@ -184,4 +204,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
+    for error in OUTAGE_ERRORS:
+        app.add_exception_handler(error, _on_outage)
     app.add_exception_handler(Exception, _on_unhandled)

@@ -9,6 +9,9 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 log = logging.getLogger("services.redis")
@@ -21,6 +24,10 @@ def create_redis(url: str, timeout: float = 0.5) -> aioredis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=30,
         max_connections=200,
+        # After a Redis restart every pooled connection is dead, and without a retry
+        # each one failed one request ("Connection closed by server", a 503). One
+        # immediate retry on a fresh connection; not on timeouts (latency would double).
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 

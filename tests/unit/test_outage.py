@@ -1,0 +1,41 @@
+"""Which errors mean "a dependency is down" (503) and which are bugs (500)."""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from services.common.outage import unavailable_dependency
+
+
+class _Driver(Exception):
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__("driver error")
+        self.sqlstate = sqlstate
+
+
+def _dbapi(sqlstate: str | None, *, invalidated: bool = False) -> DBAPIError:
+    return DBAPIError("SELECT 1", None, _Driver(sqlstate), connection_invalidated=invalidated)
+
+
+def test_database_outages_are_recognised() -> None:
+    assert unavailable_dependency(_dbapi(asyncpg.CannotConnectNowError.sqlstate)) == "database"
+    assert unavailable_dependency(_dbapi(asyncpg.AdminShutdownError.sqlstate)) == "database"
+    assert unavailable_dependency(_dbapi("08006")) == "database"
+    assert unavailable_dependency(_dbapi("53300")) == "database"
+    assert unavailable_dependency(_dbapi(None, invalidated=True)) == "database"
+    assert unavailable_dependency(ConnectionRefusedError(111, "refused")) == "database"
+
+
+def test_redis_outages_are_recognised() -> None:
+    assert unavailable_dependency(RedisConnectionError("closed")) == "redis"
+
+
+def test_bugs_stay_bugs() -> None:
+    unique = IntegrityError("INSERT", None, _Driver("23505"))
+    assert unavailable_dependency(unique) is None
+    assert unavailable_dependency(_dbapi("42P01")) is None  # undefined table
+    assert unavailable_dependency(ResponseError("WRONGTYPE")) is None
+    assert unavailable_dependency(ValueError("x")) is None
