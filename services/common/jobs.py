@@ -7,8 +7,10 @@ re-relayed row does not become a second email.
 from __future__ import annotations
 
 from saq import Queue
+from saq.queue.redis import RedisQueue
 
 from services.common.outbox import OutboxBase
+from services.common.redis import create_redis
 
 EMAIL_QUEUE_NAME = "emails"
 SEND_EMAIL_JOB = "send_email"
@@ -16,8 +18,12 @@ EMAIL_JOB_RETRIES = 8
 EMAIL_JOB_TIMEOUT_SECONDS = 60
 
 
-def email_queue(redis_url: str) -> Queue:
-    return Queue.from_url(redis_url, name=EMAIL_QUEUE_NAME)
+def email_queue(redis_url: str, timeout: float = 0.5) -> RedisQueue:
+    """The producers' handle on the queue. Its client has socket timeouts (saq's own
+    `from_url` has none), so a stalled Redis fails the relay's batch instead of hanging
+    it; the relay then backs off and hands the rows over again later (same job keys).
+    The worker dequeues with blocking reads and builds its own (services.worker.queue)."""
+    return RedisQueue(create_redis(redis_url, timeout), name=EMAIL_QUEUE_NAME)
 
 
 async def enqueue_email(queue: Queue, row: OutboxBase) -> None:

@@ -29,6 +29,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common import metrics
+from services.common.cancel import raise_if_cancel_requested
 from services.common.context import request_id_var
 
 log = logging.getLogger("services.outbox")
@@ -145,6 +146,7 @@ async def run_relay(
             handed = await relay_batch(factory, model, publish, service=service)
             metrics.OUTBOX_BACKLOG.labels(service).set(await backlog(factory, model))
             delay = 0 if handed else interval
+            raise_if_cancel_requested()  # see services.common.cancel
         except asyncio.CancelledError:
             raise
         except Exception as exc:

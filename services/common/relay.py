@@ -6,15 +6,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
+from saq import Queue
 
 from services.common.events import publish_event
 from services.common.jobs import email_queue, enqueue_email
 from services.common.outbox import OutboxBase, Publisher, run_relay
 
 
-def redis_publisher(app: FastAPI) -> Publisher:
-    queue = email_queue(app.state.settings.redis_url)
-
+def redis_publisher(app: FastAPI, queue: Queue) -> Publisher:
     async def publish(row: OutboxBase) -> None:
         if row.kind == "email":
             await enqueue_email(queue, row)
@@ -30,7 +29,15 @@ def relay_task(
     """A `ServiceSpec.background` entry that relays this service's outbox forever."""
 
     async def relay(app: FastAPI) -> None:
-        await run_relay(app.state.session_factory, model, redis_publisher(app), service=service)
+        settings = app.state.settings
+        # On app.state for inspection; closed when the lifespan cancels this task.
+        queue = app.state.email_queue = email_queue(settings.redis_url, settings.redis_timeout)
+        try:
+            await run_relay(
+                app.state.session_factory, model, redis_publisher(app, queue), service=service
+            )
+        finally:
+            await queue.disconnect()
 
     relay.__name__ = f"{service}_outbox_relay"
     return relay
