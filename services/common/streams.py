@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import ResponseError
 
+from services.common.cancel import raise_if_cancel_requested
 from services.common.context import request_id_var
 from services.common.events import stream_name
 from services.common.redis import REDIS_ERRORS
@@ -96,15 +97,6 @@ async def ensure_groups(redis: aioredis.Redis, topics: Sequence[str], group: str
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-
-
-def _raise_if_cancel_requested() -> None:
-    """Python 3.11's asyncio.wait_for, which redis-py uses to drain writes, swallows a
-    cancellation that arrives as the drain completes; the request is still counted on the
-    task, so honour it here instead of polling forever (shutdown would hang)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class StreamConsumer:
@@ -226,7 +218,7 @@ class StreamConsumer:
                         await self.sample_lag()
                         next_reclaim = loop.time() + self.claim_idle_ms / 1000 / 2
                     await self.poll()
-                    _raise_if_cancel_requested()
+                    raise_if_cancel_requested()  # see services.common.cancel
                     delay = 0.5
             except asyncio.CancelledError:
                 raise
