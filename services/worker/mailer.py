@@ -71,6 +71,7 @@ async def send(msg: EmailMessage, settings: WorkerSettings) -> None:
             password=password,
             start_tls=settings.smtp_starttls,
             use_tls=settings.smtp_tls,
+            cert_bundle=settings.smtp_ca_file,
             timeout=settings.smtp_timeout,
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -24,6 +24,10 @@ class WorkerSettings(CommonSettings):
     smtp_timeout: float = Field(default=10.0, gt=0)
     mail_from: str = "Shopstack <no-reply@shopstack.local>"
 
+    # PEM bundle of the CA that signed the relay's certificate (a private relay); the
+    # system's CAs otherwise. Certificates are always verified.
+    smtp_ca_file: str | None = None
+
     # Jobs processed at once by this process.
     worker_concurrency: int = Field(default=10, ge=1)
     # Sends tried before a message is dead-lettered (transient SMTP failures only;
