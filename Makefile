@@ -40,5 +40,9 @@ bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/bench
 	bash deploy/tools/install-wrk.sh
 	$(PY) -m tests.load.bench --out docs/benchmarks.md
 
+fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger budget (docs/fuzzing.md)
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -p no:cacheprovider -s tests/fuzz
+
 clean:
 	rm -rf .data $(VENV)

@@ -24,7 +24,10 @@ from tests.support.stack import Stack
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 # Random examples per operation and phase; the coverage phase adds its own fixed set.
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "3"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
+# The coverage phase (schemathesis' fixed boundary cases) is most of a run's time: the
+# suite leaves it to `make fuzz`, which runs every phase.
+PHASES = os.environ.get("FUZZ_PHASES", "examples,fuzzing,stateful").split(",")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Report:
         return (
             f"fuzz as {self.role}: {len(self.operations)} operations, {self.cases} cases, "
             f"{len(self.distinct)} distinct findings, {len(self.errors)} errors, "
-            f"{self.seconds:.0f} s (FUZZ_MAX_EXAMPLES={MAX_EXAMPLES})"
+            f"{self.seconds:.0f} s (FUZZ_MAX_EXAMPLES={MAX_EXAMPLES}, phases {','.join(PHASES)})"
         )
 
 
@@ -75,6 +78,7 @@ def load_schema(stack: Stack) -> schemathesis.BaseSchema:
     config = SchemathesisConfig.from_path(CONFIG)
     schema = schemathesis.openapi.from_url(f"{stack.gateway_url}/openapi.json", config=config)
     schema.config.update(base_url=stack.gateway_url, continue_on_failure=True)
+    schema.config.phases.update(phases=PHASES)
     schema.config.generation.update(
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=MAX_EXAMPLES
     )
