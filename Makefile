@@ -44,5 +44,10 @@ fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger bu
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=examples,coverage,fuzzing,stateful \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -p no:cacheprovider -s tests/fuzz
 
+soak: install  ## steady mixed load on the real stack; RSS/fds of every process must level off
+	mkdir -p .data
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SOAK_SECONDS=$${SOAK_SECONDS:-600} SOAK_REPORT=.data/soak-report.md \
+	  $(PY) -m pytest -p no:cacheprovider -q -s tests/faults/test_soak.py
+
 clean:
 	rm -rf .data $(VENV)

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from services.common.context import user_id_var
 from services.common.errors import ProblemError
-from services.common.jwt import InvalidToken, Principal, TokenVerifier
-from services.common.redis import REDIS_ERRORS
-from services.common.revocation import is_revoked
+from services.common.jwt import Principal, TokenVerifier
+from services.common.security import authenticate_token
 
 log = logging.getLogger("gateway.edge_auth")
 
@@ -91,19 +89,4 @@ class EdgeAuth:
             if is_public(method, path):
                 return None
             raise _unauthorized("A bearer access token is required.", error=None)
-        try:
-            principal = await self.verifier.verify(token)
-        except InvalidToken as exc:
-            raise _unauthorized(str(exc)) from exc
-        try:
-            revoked = await is_revoked(self.redis, principal)
-        except REDIS_ERRORS as exc:
-            # Fail closed: a logout or a deactivation must never be skipped.
-            log.error("revocation check unavailable: %s", type(exc).__name__)
-            raise ProblemError(
-                503, "Authentication is temporarily unavailable.", headers={"Retry-After": "2"}
-            ) from exc
-        if revoked:
-            raise _unauthorized("token has been revoked")
-        user_id_var.set(principal.user_id)
-        return principal
+        return await authenticate_token(self.verifier, self.redis, token)

@@ -13,26 +13,20 @@ so requests do not each wait for a socket timeout. Authentication fails closed a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from limits import parse
 from redis.exceptions import NoScriptError
 
 from gateway import metrics
 from services.common.metrics import RATE_LIMITED
+from services.common.ratelimit import FIXED_WINDOW_HIT, Limit
 from services.common.redis import REDIS_ERRORS, RedisGuard
 
-_HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-return {n, ttl}
-"""
+__all__ = ["Decision", "Limit", "RateLimiter"]
 
 
 class HitBatcher:
@@ -79,7 +73,7 @@ class HitBatcher:
     ) -> list[Any]:
         for attempt in range(2):
             if not self._sha:
-                self._sha = await self._redis.script_load(_HIT)
+                self._sha = await self._redis.script_load(FIXED_WINDOW_HIT)
             pipe = self._redis.pipeline(transaction=False)
             for key, window_ms, _ in batch:
                 pipe.evalsha(self._sha, 1, key, window_ms)
@@ -91,18 +85,6 @@ class HitBatcher:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    name: str  # the `limit` label of rate_limit_rejections_total
-    amount: int
-    window_seconds: int
-
-    @classmethod
-    def parse(cls, name: str, spec: str) -> Limit:
-        item = parse(spec)
-        return cls(name, item.amount, item.get_expiry())
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +137,7 @@ class RateLimiter:
         if not self._guard.available:
             metrics.RATE_LIMIT_UNAVAILABLE.inc()
             return None
-        digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-        # The spec is in the key: a changed limit starts with fresh counters.
-        key = f"{self._prefix}:{limit.name}:{limit.amount}/{limit.window_seconds}:{digest}"
+        key = limit.key(self._prefix, subject)
         until = self._blocked.get(key)
         if until is not None:
             left = until - time.monotonic()

@@ -1,6 +1,6 @@
 """Rate limits and login lockout in Redis, shared by every worker and replica.
 
-Fixed windows counted by one Lua script (INCR + PEXPIRE + PTTL atomically).
+Fixed windows: services.common.ratelimit.
 Lockout: consecutive failures per account; past a threshold every failure locks
 the account for an exponentially growing time, capped so that an attacker cannot
 keep a victim out for long. Keys hold hashes of emails, never the emails.
@@ -8,49 +8,26 @@ keep a victim out for long. Keys hold hashes of emails, never the emails.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from limits import parse
 
-_HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-return {n, ttl}
-"""
+from services.common.ratelimit import FIXED_WINDOW_HIT, Limit, subject_key
+
+__all__ = ["Limit", "Lockout", "RateLimiter"]
+
 FAILURE_MEMORY_SECONDS = 24 * 3600  # failures are forgotten a day after the last one
-
-
-def subject_key(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    name: str  # also the `limit` label of rate_limit_rejections_total
-    amount: int
-    window_seconds: int
-
-    @classmethod
-    def parse(cls, name: str, spec: str) -> Limit:
-        item = parse(spec)
-        return cls(name, item.amount, item.get_expiry())
 
 
 class RateLimiter:
     def __init__(self, redis: aioredis.Redis, prefix: str = "rl:auth") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._script = redis.register_script(_HIT)
+        self._script = redis.register_script(FIXED_WINDOW_HIT)
 
     async def hit(self, limit: Limit, subject: str) -> int | None:
         """Count one hit; None if allowed, else the seconds until the window resets."""
-        # The spec is in the key: a changed limit starts with fresh counters.
-        spec = f"{limit.amount}/{limit.window_seconds}"
-        key = f"{self._prefix}:{limit.name}:{spec}:{subject_key(subject)}"
+        key = limit.key(self._prefix, subject)
         count, ttl_ms = await self._script(keys=[key], args=[limit.window_seconds * 1000])
         if int(count) <= limit.amount:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from services.common.context import user_id_var
@@ -39,14 +40,18 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def authenticate(request: Request, token: str) -> Principal:
-    verifier: TokenVerifier = request.app.state.token_verifier
+async def authenticate_token(
+    verifier: TokenVerifier, redis: aioredis.Redis, token: str
+) -> Principal:
+    """The verified, non-revoked principal of a token, for the services and the gateway.
+
+    Raises ProblemError 401 (invalid or revoked) or 503 (revocations unknowable)."""
     try:
         principal = await verifier.verify(token)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from exc
     try:
-        revoked = await is_revoked(request.app.state.redis, principal)
+        revoked = await is_revoked(redis, principal)
     except REDIS_ERRORS as exc:
         # Fail closed: a logout or a deactivation must never be skipped.
         log.error("revocation check unavailable: %s", type(exc).__name__)
@@ -57,6 +62,11 @@ async def authenticate(request: Request, token: str) -> Principal:
         raise _unauthorized("token has been revoked")
     user_id_var.set(principal.user_id)
     return principal
+
+
+async def authenticate(request: Request, token: str) -> Principal:
+    state = request.app.state
+    return await authenticate_token(state.token_verifier, state.redis, token)
 
 
 async def get_principal(request: Request) -> Principal:
