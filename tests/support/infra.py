@@ -5,8 +5,11 @@ per xdist worker, so parallel workers never see each other's rows or keys."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +24,7 @@ class Infra:
     database_url: str  # the per-worker database, migrated
     admin_database_url: str  # the server's maintenance database
     redis_url: str  # the per-worker db index, flushed at start
+    lock: object = field(default=None, repr=False)  # held for the session: see _claim
 
 
 def worker_index(worker_id: str) -> int:
@@ -76,10 +80,21 @@ def start_infra(worker_id: str, data_root: Path) -> tuple[str, str, list[object]
     return db_url, redis_url, started
 
 
+def _claim(admin_url: str, redis_base: str, index: int) -> object:
+    """Two test runs against the same servers would drop each other's database and flush
+    each other's Redis db (the names come from the xdist index): the second run's worker
+    waits here, on a lock file per (servers, index), until the first one's is done."""
+    servers = hashlib.sha256(f"{admin_url}|{redis_base}|{index}".encode()).hexdigest()[:16]
+    handle = open(Path(tempfile.gettempdir()) / f"shopstack-test-{servers}.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the process exits
+    return handle
+
+
 def prepare(worker_id: str, admin_url: str, redis_base: str) -> Infra:
     from services.common.migrate import environments, upgrade_all
 
     index = worker_index(worker_id)
+    lock = _claim(admin_url, redis_base, index)
     name = f"shopstack_test_{index}"
     asyncio.run(recreate_database(admin_url, name))
     database_url = with_database(admin_url, name)
@@ -91,4 +106,6 @@ def prepare(worker_id: str, admin_url: str, redis_base: str) -> Infra:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    return Infra(database_url=database_url, admin_database_url=admin_url, redis_url=redis_url)
+    return Infra(
+        database_url=database_url, admin_database_url=admin_url, redis_url=redis_url, lock=lock
+    )
