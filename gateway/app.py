@@ -14,14 +14,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
+from gateway.edge import GatewayEdge
 from gateway.edge_auth import EdgeAuth
 from gateway.openapi import OpenApiCache
-from gateway.proxy import Proxy, ProxyDispatch
+from gateway.proxy import Proxy
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import RoutingTable, poll_health
-from gateway.security_headers import SecurityHeadersMiddleware
 from gateway.settings import GatewaySettings
 from services.common.app import ServiceSpec
 from services.common.app import create_app as create_service_app
@@ -125,12 +124,21 @@ def create_app(
     own_paths = frozenset(
         p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
     )
-    _install_middleware(app, settings)
-    app.user_middleware.append(Middleware(ProxyDispatch, proxy=proxy, own_paths=own_paths))
+    # Inside ObservabilityMiddleware (added by the factory, outermost), so refused
+    # preflights and every response still get a request id, a log line and metrics.
+    app.user_middleware.append(
+        Middleware(
+            GatewayEdge,
+            proxy=proxy,
+            own_paths=own_paths,
+            hsts_seconds=settings.hsts_seconds,
+            cors=_cors_options(settings),
+        )
+    )
     return app
 
 
-def _install_middleware(app: FastAPI, settings: GatewaySettings) -> None:
+def _cors_options(settings: GatewaySettings) -> dict[str, Any]:
     origins = list(settings.cors_origins)
     cors: dict[str, Any] = {
         "allow_origins": origins,
@@ -155,9 +163,4 @@ def _install_middleware(app: FastAPI, settings: GatewaySettings) -> None:
         ],
         "max_age": 600,
     }
-    # Inside ObservabilityMiddleware (added by the factory, outermost), so refused
-    # preflights and every response still get a request id, a log line and metrics.
-    app.user_middleware.append(
-        Middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)
-    )
-    app.user_middleware.append(Middleware(CORSMiddleware, **cors))
+    return cors

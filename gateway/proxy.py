@@ -12,30 +12,31 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from gateway import metrics
 from gateway.edge_auth import EdgeAuth, is_auth_sensitive
 from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
-from gateway.routing import Instance, Route, RoutingTable
+from gateway.routing import Instance, Route, RouteLabel, RoutingTable
 from gateway.settings import GatewaySettings
-from services.common.errors import ProblemError, problem_response
+from services.common.errors import ProblemError
+
+__all__ = ["IDEMPOTENT", "Proxy", "RouteLabel"]
 
 log = logging.getLogger("gateway.proxy")
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
 
 
-@dataclass(frozen=True, slots=True)
-class RouteLabel:
-    """What ObservabilityMiddleware reads as the route template (`scope["route"].path`)."""
-
-    path: str
+# Bodies up to this size (by Content-Length) are read whole and sent as one ASGI message
+# instead of being streamed chunk by chunk (one pass through the send chain, not two).
+WHOLE_BODY_BYTES = 64 * 1024
 
 
 class RequestBody:
@@ -118,13 +119,24 @@ class Proxy:
             sock_connect=settings.connect_timeout,
         )
 
+        # Bound metric children per (upstream, route) and (upstream, outcome): `labels()`
+        # builds a key under a lock on every call. Both sets are bounded by the table.
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._outcomes: dict[tuple[str, str], Any] = {}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.table.match(scope["path"])
+        if route is None:
+            raise ProblemError(404, f"No resource at {scope['path']}")
+        await self.forward(scope, receive, send, route)
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        """Forward a request whose path `route` matched (GatewayEdge matched it already)."""
         path: str = scope["path"]
         method: str = scope["method"]
-        route = self.table.match(path)
-        if route is None or _has_dot_segments(path):
+        if _has_dot_segments(path):
             raise ProblemError(404, f"No resource at {path}")
-        scope["route"] = RouteLabel(route.label)
+        scope["route"] = route.scope_route
         headers, seen = request_headers(scope["headers"])
         assert self.edge is not None and self.session is not None
         authorization = seen.get(b"authorization")
@@ -268,9 +280,9 @@ class Proxy:
         try:
             if body is not None and (body.too_large or body.too_slow):  # answered mid-upload
                 self._check_body(body, inst)
-            metrics.UPSTREAM_DURATION.labels(name, route.label).observe(time.perf_counter() - start)
+            self._duration(name, route.label).observe(time.perf_counter() - start)
             status = response.status
-            metrics.UPSTREAM_RESPONSES.labels(name, f"{status // 100}xx").inc()
+            self._outcome(name, _STATUS_CLASS.get(status // 100) or f"{status // 100}xx").inc()
             if status in (502, 503, 504):
                 inst.breaker.record_failure()
             else:
@@ -286,6 +298,11 @@ class Proxy:
             if decision is not None:
                 out += decision.headers()
             await send({"type": "http.response.start", "status": status, "headers": out})
+            length = response.content_length
+            if method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES:
+                body_bytes = await response.read()
+                await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
+                return
             if method != "HEAD":
                 async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -301,38 +318,21 @@ class Proxy:
                 raise _too_slow(self.settings.body_timeout)
             raise _too_large(self.settings.max_body_bytes)
 
-    @staticmethod
-    def _failed(inst: Instance, name: str, outcome: str, exc: BaseException) -> None:
+    def _duration(self, name: str, label: str) -> Any:
+        key = (name, label)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = metrics.UPSTREAM_DURATION.labels(name, label)
+        return child
+
+    def _outcome(self, name: str, outcome: str) -> Any:
+        key = (name, outcome)
+        child = self._outcomes.get(key)
+        if child is None:
+            child = self._outcomes[key] = metrics.UPSTREAM_RESPONSES.labels(name, outcome)
+        return child
+
+    def _failed(self, inst: Instance, name: str, outcome: str, exc: BaseException) -> None:
         inst.breaker.record_failure()
-        metrics.UPSTREAM_RESPONSES.labels(name, outcome).inc()
+        self._outcome(name, outcome).inc()
         log.warning("upstream %s instance %s: %s (%s)", name, inst.url, outcome, type(exc).__name__)
-
-
-class ProxyDispatch:
-    """Innermost middleware: requests for a routed prefix go straight to the proxy,
-    skipping FastAPI's exception middleware and router (measured ~30% of the gateway's
-    CPU per request); the gateway's own paths go on to FastAPI."""
-
-    def __init__(self, app: ASGIApp, *, proxy: Proxy, own_paths: frozenset[str]) -> None:
-        self.app = app
-        self.proxy = proxy
-        self.own_paths = own_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.own_paths or not self.proxy.table.match(path):
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.proxy(scope, receive, send)
-        except ProblemError as exc:
-            response = problem_response(
-                exc.status,
-                detail=exc.detail,
-                type_=exc.type,
-                title=exc.title,
-                instance=path,
-                headers=exc.headers,
-                extra=exc.extra,
-            )
-            await response(scope, receive, send)

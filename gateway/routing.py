@@ -66,14 +66,25 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLabel:
+    """What ObservabilityMiddleware reads as the route template (`scope["route"].path`)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     prefix: str
     upstream: Upstream
+    # The metrics/logs label: a template, never the raw path (bounded cardinality).
+    # Computed once: it is read on every proxied request.
+    label: str = field(init=False)
+    scope_route: RouteLabel = field(init=False)
 
-    @property
-    def label(self) -> str:
-        # The metrics/logs label: a template, never the raw path (bounded cardinality).
-        return self.prefix.rstrip("/") + "/{path}"
+    def __post_init__(self) -> None:
+        label = self.prefix.rstrip("/") + "/{path}"
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "scope_route", RouteLabel(label))
 
 
 def _name_for(prefix: str) -> str:

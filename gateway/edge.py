@@ -1,0 +1,122 @@
+"""The gateway's per-request edge in one ASGI pass: security headers, CORS and the
+dispatch of routed prefixes to the proxy.
+
+It replaces three stacked middlewares (security headers, Starlette's CORS, the proxy
+dispatch), each of which wrapped `send` and rebuilt the header list: on a proxied read
+that was ~8% of the gateway's CPU. A request without an Origin header (every
+non-browser call) gets the same headers Starlette's CORSMiddleware would add (only
+`Vary: Origin`) from one precomputed pass; a request with an Origin header still goes
+through Starlette's CORSMiddleware, so preflights and origin checks are Starlette's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.proxy import Proxy
+from gateway.security_headers import API_CSP, DOCS_CSP, NO_STORE_PREFIXES
+from services.common.errors import ProblemError, problem_response
+
+_VARY = b"vary"
+_CSP = b"content-security-policy"
+_NO_STORE_DROP = frozenset({b"cache-control", b"pragma"})
+
+
+class GatewayEdge:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        proxy: Proxy,
+        own_paths: frozenset[str],
+        hsts_seconds: int,
+        cors: dict[str, Any],
+    ) -> None:
+        self.app = app
+        self.proxy = proxy
+        self.own_paths = own_paths
+        fixed = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts_seconds > 0:
+            fixed.append(
+                (
+                    b"strict-transport-security",
+                    f"max-age={hsts_seconds}; includeSubDomains".encode(),
+                )
+            )
+        names = frozenset(n for n, _ in fixed) | {_CSP}
+        # Per kind of path: (names dropped from the inner response, headers appended).
+        self._api = (names, [*fixed, (_CSP, API_CSP)])
+        self._docs = (names, [*fixed, (_CSP, DOCS_CSP)])
+        self._no_store = (
+            names | _NO_STORE_DROP,
+            [*fixed, (_CSP, API_CSP), (b"cache-control", b"no-store")],
+        )
+        # Browser requests (an Origin header): Starlette's CORS, between us and the app.
+        self._cors = CORSMiddleware(self._dispatch, **cors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(NO_STORE_PREFIXES):
+            drop, extra = self._no_store
+        elif path.startswith("/docs"):
+            drop, extra = self._docs
+        else:
+            drop, extra = self._api
+        browser = any(name == b"origin" for name, _ in scope["headers"])
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[tuple[bytes, bytes]] = []
+                vary: list[bytes] = []
+                for name, value in message.get("headers", ()):
+                    lower = name.lower()
+                    if lower in drop:
+                        continue
+                    if lower == _VARY and not browser:
+                        vary.append(value)
+                        continue
+                    headers.append((name, value))
+                if not browser:
+                    # What CORSMiddleware adds to a request without an Origin header.
+                    vary.append(b"Origin")
+                    headers.append((_VARY, b", ".join(vary)))
+                headers += extra
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if browser:
+            await self._cors(scope, receive, send_secured)
+        else:
+            await self._dispatch(scope, receive, send_secured)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Routed prefixes straight to the proxy (no FastAPI router, no exception layers:
+        ~30% of the gateway's CPU per request); the gateway's own paths to FastAPI."""
+        path: str = scope["path"]
+        route = None if path in self.own_paths else self.proxy.table.match(path)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.proxy.forward(scope, receive, send, route)
+        except ProblemError as exc:
+            response = problem_response(
+                exc.status,
+                detail=exc.detail,
+                type_=exc.type,
+                title=exc.title,
+                instance=path,
+                headers=exc.headers,
+                extra=exc.extra,
+            )
+            await response(scope, receive, send)
