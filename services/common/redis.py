@@ -31,6 +31,22 @@ def create_redis(url: str, timeout: float = 0.5) -> aioredis.Redis:
     )
 
 
+def blocking_reader(client: aioredis.Redis, block_seconds: float) -> aioredis.Redis:
+    """A client for blocking reads (XREADGROUP BLOCK): `client`'s server and options, with
+    a socket timeout that covers the block. On the shared client a blocking read must
+    race its short timeout, and on a busy host it loses: every poll then fails and backs
+    off, and events wait seconds. Its own small pool: a blocked read holds a connection.
+    """
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = block_seconds + max(float(kwargs.get("socket_timeout") or 0), 1.0)
+    return aioredis.Redis(
+        connection_pool=aioredis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=4, **kwargs
+        )
+    )
+
+
 class RedisGuard:
     """Circuit breaker for optional Redis work (caches): open for `cooldown` s after an error."""
 

@@ -5,9 +5,9 @@ handler commits its own transaction first); messages left pending by a consumer
 that died are reclaimed with XAUTOCLAIM after `claim_idle_ms`. Handlers must be
 idempotent (key on the event id: see `services.common.inbox`).
 
-The consumer uses the service's shared Redis client. A blocking XREADGROUP must return
-before that client's socket timeout fires, so the block time is clamped to 80% of it:
-otherwise every idle poll would fail and the retry backoff would grow to 10 s.
+The consumer reads through its own client (services.common.redis.blocking_reader: the
+shared client's server and options, a socket timeout that covers the XREADGROUP block),
+closed when `run()` ends.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 from services.common.cancel import raise_if_cancel_requested
 from services.common.context import request_id_var
 from services.common.events import stream_name
-from services.common.redis import REDIS_ERRORS
+from services.common.redis import REDIS_ERRORS, blocking_reader
 
 log = logging.getLogger("services.streams")
 
@@ -62,18 +62,6 @@ class Event:
 
 
 Handler = Callable[[Event], Awaitable[None]]
-
-# A blocking read may use this share of the client's socket timeout.
-BLOCK_SHARE_OF_SOCKET_TIMEOUT = 0.8
-
-
-def clamp_block_ms(redis: aioredis.Redis, block_ms: int) -> int:
-    """`block_ms`, shortened so the reply arrives before the client's socket timeout."""
-    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
-    if not timeout:
-        return block_ms
-    # Never 0: BLOCK 0 means "wait forever".
-    return max(1, min(block_ms, int(float(timeout) * 1000 * BLOCK_SHARE_OF_SOCKET_TIMEOUT)))
 
 
 def _decode(stream_id: bytes | str, fields: dict[Any, Any]) -> Event:
@@ -113,12 +101,12 @@ class StreamConsumer:
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
     ) -> None:
-        self.redis = redis
+        self.redis = blocking_reader(redis, block_ms / 1000)
         self.group = group
         self.consumer = consumer
         self.handlers = handlers
         self.batch = batch
-        self.block_ms = clamp_block_ms(redis, block_ms)
+        self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         for topic in handlers:  # series exist from the start: increase() sees the first one
             EVENTS_CONSUMED.labels(group, topic)
@@ -170,7 +158,8 @@ class StreamConsumer:
             self.consumer,
             streams,  # type: ignore[arg-type]
             count=self.batch,
-            block=clamp_block_ms(self.redis, block_ms) if block_ms else self.block_ms,
+            # Never longer than the reader's socket timeout covers.
+            block=min(block_ms, self.block_ms) if block_ms else self.block_ms,
         )
         return await self._handle_all(result)
 
@@ -205,6 +194,12 @@ class StreamConsumer:
                     EVENT_PENDING.labels(self.group, topic).set(info.get("pending") or 0)
 
     async def run(self) -> None:
+        try:
+            await self._consume_forever()
+        finally:
+            await self.redis.aclose()  # the reading client is the consumer's own
+
+    async def _consume_forever(self) -> None:
         delay = 0.5
         next_reclaim = 0.0
         loop = asyncio.get_running_loop()
