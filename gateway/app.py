@@ -94,6 +94,8 @@ def create_app(
     async def shutdown(app: FastAPI) -> None:
         if proxy.session is not None:
             await proxy.session.close()
+        if proxy.limiter is not None:
+            await proxy.limiter.close()
 
     async def health(app: FastAPI) -> None:
         assert proxy.session is not None

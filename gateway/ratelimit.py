@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from gateway import metrics
+from gateway.counter import RedisCounter
 from services.common.metrics import RATE_LIMITED
 from services.common.ratelimit import FIXED_WINDOW_HIT, Limit
 from services.common.redis import REDIS_ERRORS, RedisGuard
@@ -113,7 +114,11 @@ class RateLimiter:
         prefix: str = "rl:gw",
         guard: RedisGuard | None = None,
     ) -> None:
-        self._batcher = HitBatcher(redis)
+        # The lean client when Redis is plain TCP (the usual case), redis-py otherwise.
+        counter = RedisCounter.for_client(redis, FIXED_WINDOW_HIT)
+        self._counter: RedisCounter | HitBatcher = counter or HitBatcher(redis)
+        # Keys per (limit, subject): a sha256 and an f-string per request otherwise.
+        self._keys: dict[tuple[Limit, str], str] = {}
         for limit in (anonymous, user, auth):  # series at 0 from the start, for rate()
             RATE_LIMITED.labels(limit.name)
         self.anonymous = anonymous
@@ -124,6 +129,10 @@ class RateLimiter:
         # Subjects already over their limit, refused locally until the window resets:
         # a flood from one client costs no Redis round trips.
         self._blocked: dict[str, float] = {}
+
+    async def close(self) -> None:
+        if isinstance(self._counter, RedisCounter):
+            await self._counter.close()
 
     def choose(self, *, sensitive: bool, user_id: str | None, ip: str) -> tuple[Limit, str]:
         if sensitive:
@@ -137,7 +146,11 @@ class RateLimiter:
         if not self._guard.available:
             metrics.RATE_LIMIT_UNAVAILABLE.inc()
             return None
-        key = limit.key(self._prefix, subject)
+        key = self._keys.get((limit, subject))
+        if key is None:
+            if len(self._keys) > 10_000:  # bounded, like _blocked
+                self._keys.clear()
+            key = self._keys[(limit, subject)] = limit.key(self._prefix, subject)
         until = self._blocked.get(key)
         if until is not None:
             left = until - time.monotonic()
@@ -146,7 +159,7 @@ class RateLimiter:
                 return Decision(False, limit, 0, max(1, math.ceil(left)))
             del self._blocked[key]
         try:
-            count, ttl = await self._batcher.hit(key, limit.window_seconds * 1000)
+            count, ttl = await self._counter.hit(key, limit.window_seconds * 1000)
         except REDIS_ERRORS as exc:
             self._guard.failed(exc)  # logs once per cooldown, not per request
             metrics.RATE_LIMIT_UNAVAILABLE.inc()
