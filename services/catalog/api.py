@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -12,7 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.catalog import idempotency, listing, service
 from services.catalog.cache import body_etag, pack, unpack, version_etag
+from services.catalog.hotread import KNOWN_MISS
 from services.catalog.http import expected_version, json_response, not_modified
+from services.catalog.pkread import FALLBACK_ERRORS
 from services.catalog.schemas import (
     ProductCreate,
     ProductListQuery,
@@ -28,6 +30,7 @@ from services.common.jwt import Principal
 from services.common.pagination import Page, link_header
 from services.common.security import AdminUser, OptionalUser, authenticate, bearer_token
 
+log = logging.getLogger("services.catalog.api")
 PREFIX = "/api/v1/catalog"
 router = APIRouter(prefix=PREFIX, tags=["catalog"])
 IdempotencyKeyHeader = Annotated[
@@ -97,8 +100,7 @@ async def list_products(
         in_stock=query.in_stock,
         q=query.q,
     )
-    page_id = f"{filters.fingerprint(query.sort)}:{query.limit}:{query.cursor or ''}"
-    key = await state.cache.list_key(hashlib.sha256(page_id.encode()).hexdigest()[:32])
+    page_id = filters.page_id(query.sort, query.limit, query.cursor)
 
     async def load() -> bytes:
         async with state.session_factory() as session:
@@ -113,7 +115,7 @@ async def list_products(
         body = product_page_json(page)
         return pack([body_etag(body), page.next_cursor or "", page.prev_cursor or ""], body)
 
-    entry = await state.cache.lists.get_or_load(key, load)
+    entry = await state.cache.get_list(page_id, load)
     assert entry is not None
     (etag, next_cursor, prev_cursor), body = unpack(entry)
     headers = {}
@@ -126,9 +128,18 @@ async def list_products(
 
 
 async def _load_product(state: CatalogState, product_id: uuid.UUID, admin: bool) -> bytes | None:
-    async with state.session_factory() as session:
-        row = await service.get_product(session, product_id=product_id, only_active=not admin)
-    return None if row is None else pack([version_etag(row.version)], product_json(row))
+    try:
+        # One round trip on a plain asyncpg connection (services/catalog/pkread.py).
+        record = await state.reader.product(product_id, only_active=not admin)
+        row: Any = None if record is None else dict(record.items())
+    except FALLBACK_ERRORS as exc:
+        log.warning("product read falls back to the session: %s", type(exc).__name__)
+        async with state.session_factory() as session:
+            row = await service.get_product(session, product_id=product_id, only_active=not admin)
+    if row is None:
+        return None
+    out = ProductOut.model_validate(row)
+    return pack([version_etag(out.version)], out.model_dump_json().encode())
 
 
 @router.get(
@@ -148,6 +159,8 @@ async def get_product(product_id: ProductId, request: Request) -> Response:
     entry = await state.cache.products.get_or_load(
         state.cache.product_key(product_id, admin=admin),
         lambda: _load_product(state, product_id, admin),
+        # HotProductRead has just looked this (public) key up and found nothing.
+        known_miss=not admin and request.scope.get(KNOWN_MISS) is True,
     )
     if entry is None:
         raise service.not_found()

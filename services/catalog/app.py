@@ -10,7 +10,7 @@ from services.catalog.hotread import HotProductRead
 from services.catalog.janitor import idempotency_janitor
 from services.catalog.models import Outbox
 from services.catalog.settings import CatalogSettings
-from services.catalog.state import startup
+from services.catalog.state import shutdown, startup
 from services.common.app import ServiceSpec
 from services.common.app import create_app as build_app
 from services.common.jwt import JwksFetcher
@@ -33,6 +33,7 @@ def create_app(
             title="Catalog service",
             description="Categories and products: public reads (cached), admin writes.",
             on_startup=[startup],
+            on_shutdown=[shutdown],
             background=background,
             jwks_fetcher=jwks_fetcher,
         )

@@ -12,7 +12,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from services.common.cache import Cache
+from services.common.cache import Cache, Loader
 from services.common.redis import RedisGuard
 
 LISTS_NAMESPACE = "products"
@@ -52,9 +52,19 @@ class CatalogCache:
         """product_key(..., admin=False) for an id already in canonical form."""
         return self.products.key("public", product_id)
 
-    async def list_key(self, fingerprint: str) -> str:
-        version = await self.lists.version(LISTS_NAMESPACE)
-        return self.lists.key(version, fingerprint)
+    def list_key(self, page_id: str) -> str:
+        """The key of one list page (query fingerprint, limit, cursor). Pages are not keyed by
+        the namespace version: each entry carries it, and get_list reads both in one MGET."""
+        return self.lists.key(hashlib.sha256(page_id.encode()).hexdigest()[:32])
+
+    async def peek_list(self, page_id: str) -> bytes | None:
+        """The cached page if it is current, without loading (services/catalog/hotread.py)."""
+        return (await self.lists.get_versioned(LISTS_NAMESPACE, self.list_key(page_id)))[1]
+
+    async def get_list(self, page_id: str, loader: Loader) -> bytes | None:
+        return await self.lists.get_or_load_versioned(
+            LISTS_NAMESPACE, self.list_key(page_id), loader
+        )
 
     async def invalidate_product(self, product_id: uuid.UUID) -> None:
         await self.products.delete(

@@ -59,6 +59,14 @@ class ProductFilter:
     def fingerprint(self, sort: str) -> str:
         return query_fingerprint(sort, {k: v for k, v in asdict(self).items() if v is not None})
 
+    def page_id(self, sort: str, limit: int, cursor: str | None) -> str:
+        """What a cached list page is keyed by (the route and services.catalog.hotread)."""
+        return f"{self.fingerprint(sort)}:{limit}:{cursor or ''}"
+
+
+# The filters of every anonymous list without filter parameters (the hottest list).
+PUBLIC = ProductFilter(status="active")
+
 
 def category_subtree(category_id: uuid.UUID) -> Select[Any]:
     """Ids of a category and all its descendants (recursive CTE over parent_id)."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.catalog.cache import CatalogCache
+from services.catalog.pkread import READ_POOL_SIZE, ProductReader
 from services.catalog.settings import CatalogSettings
 from services.common.pagination import CursorCodec
 
@@ -21,6 +22,7 @@ class CatalogState:
     cache: CatalogCache
     product_cursors: CursorCodec
     category_cursors: CursorCodec
+    reader: ProductReader
 
 
 async def startup(app: FastAPI) -> None:
@@ -36,7 +38,22 @@ async def startup(app: FastAPI) -> None:
         ),
         product_cursors=CursorCodec(settings.cursor_secret, "catalog-products"),
         category_cursors=CursorCodec(settings.cursor_secret, "catalog-categories"),
+        reader=ProductReader(
+            app.state.engine,
+            size=min(READ_POOL_SIZE, settings.db_pool_size),
+            acquire_timeout=settings.db_pool_timeout,
+            statement_cache_size=settings.db_statement_cache_size,
+            application_name=settings.service_name,
+        ),
     )
+    if settings.otel_enabled:
+        app.state.catalog.reader.enable_tracing()
+
+
+async def shutdown(app: FastAPI) -> None:
+    state: CatalogState | None = getattr(app.state, "catalog", None)
+    if state is not None:
+        await state.reader.close()
 
 
 def catalog(request: Request) -> CatalogState:

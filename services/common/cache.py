@@ -46,11 +46,11 @@ class Cache:
 
     async def version(self, namespace: str) -> int:
         """Current version of a namespace; bump it to invalidate every key built on it."""
-        raw = await self._call(self.redis.get(f"ver:{self.name}:{namespace}"))
+        raw = await self._call(self.redis.get(self._version_key(namespace)))
         return int(raw) if raw else 0
 
     async def bump(self, namespace: str) -> None:
-        await self._call(self.redis.incr(f"ver:{self.name}:{namespace}"))
+        await self._call(self.redis.incr(self._version_key(namespace)))
 
     async def delete(self, *keys: str) -> None:
         if keys:
@@ -63,21 +63,72 @@ class Cache:
     async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
         await self._call(self.redis.set(key, value, ex=ttl or self.ttl))
 
-    async def get_or_load(self, key: str, loader: Loader, ttl: int | None = None) -> bytes | None:
-        """Return the cached value or load, store and return it; None means "not found"."""
-        cached = await self.get(key)
-        if cached is not None:
-            metrics.CACHE_REQUESTS.labels(self.name, "hit").inc()
-            return None if cached == MISSING else cached
+    async def get_or_load(
+        self, key: str, loader: Loader, ttl: int | None = None, *, known_miss: bool = False
+    ) -> bytes | None:
+        """Return the cached value or load, store and return it; None means "not found".
+
+        `known_miss`: the caller has just looked the key up itself and found nothing,
+        so the first GET is skipped (one Redis round trip less on a miss).
+        """
+        if not known_miss:
+            cached = await self.get(key)
+            if cached is not None:
+                metrics.CACHE_REQUESTS.labels(self.name, "hit").inc()
+                return None if cached == MISSING else cached
         metrics.CACHE_REQUESTS.labels(self.name, "miss" if self.guard.available else "error").inc()
+        return await self._single_flight(key, key, loader, ttl, _plain, bytes)
+
+    async def get_or_load_versioned(
+        self, namespace: str, key: str, loader: Loader, ttl: int | None = None
+    ) -> bytes | None:
+        """get_or_load for a key invalidated by `bump(namespace)`, in one round trip.
+
+        The entry carries the namespace version it was loaded under, and one MGET reads
+        it together with the current version: an entry from before the last bump is a
+        miss (what `key(version(namespace), ...)` gives with two round trips).
+        """
+        version, value = await self.get_versioned(namespace, key)
+        if value is not None:
+            metrics.CACHE_REQUESTS.labels(self.name, "hit").inc()
+            return None if value == MISSING else value
+        metrics.CACHE_REQUESTS.labels(self.name, "miss" if self.guard.available else "error").inc()
+        prefix = b"%d\n" % version
+        return await self._single_flight(
+            f"{key}@{version}",
+            key,
+            loader,
+            ttl,
+            lambda cached: _unversion(cached, version),
+            lambda value: prefix + value,
+        )
+
+    async def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
+        """The namespace's current version and the key's value if it was stored under it
+        (None: absent, stale or Redis down). One MGET; no metrics, no load."""
+        values = await self._call(self.redis.mget(self._version_key(namespace), key))
+        if values is None:
+            return 0, None
+        version = int(values[0] or 0)
+        return version, _unversion(values[1], version)
+
+    async def _single_flight(
+        self,
+        flight: str,
+        key: str,
+        loader: Loader,
+        ttl: int | None,
+        decode: Callable[[bytes | None], bytes | None],
+        encode: Callable[[bytes], bytes],
+    ) -> bytes | None:
         # Single flight inside this process, then a short Redis lock across processes.
-        pending = self._inflight.get(key)
+        pending = self._inflight.get(flight)
         if pending is not None:
             return await asyncio.shield(pending)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        self._inflight[flight] = future
         try:
-            value = await self._load_once(key, loader, ttl)
+            value = await self._load_once(key, loader, ttl, decode, encode)
             future.set_result(value)
             return value
         except BaseException as exc:
@@ -85,27 +136,47 @@ class Cache:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
-            del self._inflight[key]
+            del self._inflight[flight]
 
-    async def _load_once(self, key: str, loader: Loader, ttl: int | None) -> bytes | None:
+    async def _load_once(
+        self,
+        key: str,
+        loader: Loader,
+        ttl: int | None,
+        decode: Callable[[bytes | None], bytes | None],
+        encode: Callable[[bytes], bytes],
+    ) -> bytes | None:
         lock_key = f"lock:{key}"
         got_lock = await self._call(self.redis.set(lock_key, b"1", nx=True, px=self.lock_ttl_ms))
         if not got_lock and self.guard.available:
             # Someone else is loading: wait briefly for their value instead of piling on.
             for _ in range(int(self.lock_ttl_ms / 1000 / self.wait_step)):
                 await asyncio.sleep(self.wait_step)
-                cached = await self.get(key)
+                cached = decode(await self.get(key))
                 if cached is not None:
                     return None if cached == MISSING else cached
                 if not self.guard.available:
                     break
+        released = False
         try:
             value = await loader()
-            await self.set(key, MISSING if value is None else value, ttl)
+            stored = encode(MISSING if value is None else value)
+            if got_lock:
+                # Store and release in one round trip (no MULTI needed: the lock only
+                # keeps the herd waiting, its TTL covers a crash in between).
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(key, stored, ex=ttl or self.ttl)
+                pipe.delete(lock_key)
+                released = await self._call(pipe.execute()) is not None
+            else:
+                await self.set(key, stored, ttl)
             return value
         finally:
-            if got_lock:
+            if got_lock and not released:
                 await self._call(self.redis.delete(lock_key))
+
+    def _version_key(self, namespace: str) -> str:
+        return f"ver:{self.name}:{namespace}"
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         if not self.guard.available:
@@ -118,6 +189,18 @@ class Cache:
             return None
         self.guard.succeeded()
         return result
+
+
+def _plain(value: bytes | None) -> bytes | None:
+    return value
+
+
+def _unversion(entry: bytes | None, version: int) -> bytes | None:
+    """The value of a versioned entry (`b"<version>\\n" + value`) if it is current."""
+    if not isinstance(entry, bytes):
+        return None
+    tag, sep, value = entry.partition(b"\n")
+    return value if sep and tag == b"%d" % version else None
 
 
 def _close(awaitable: Awaitable[Any]) -> None:

@@ -97,3 +97,77 @@ async def test_redis_outage_falls_through_to_the_loader() -> None:
     assert loader.calls == 21
     await cache.bump("anything")  # invalidation during an outage does not raise
     await dead.aclose()
+
+
+class CountingRedis:
+    """The real client, counting the commands (a pipeline counts once: one round trip)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        self.calls.append(name)
+        return getattr(self.redis, name)
+
+
+async def test_versioned_entries_read_in_one_round_trip_and_go_stale_on_bump(
+    infra: Infra,
+) -> None:
+    redis = create_redis(infra.redis_url)
+    counting = CountingRedis(redis)
+    cache = Cache(counting, "kit")  # type: ignore[arg-type]
+    key = cache.key("versioned", "page1")
+    await cache.delete(key)
+    old = CountingLoader(b"old")
+    assert await cache.get_or_load_versioned("vlists", key, old) == b"old"
+    counting.calls.clear()
+    assert await cache.get_or_load_versioned("vlists", key, old) == b"old"
+    assert old.calls == 1 and counting.calls == ["mget"]  # a hit: one command
+    version = await cache.version("vlists")
+    assert await cache.get_versioned("vlists", key) == (version, b"old")
+    await cache.bump("vlists")
+    assert await cache.get_versioned("vlists", key) == (version + 1, None)
+    new = CountingLoader(b"new")
+    assert await cache.get_or_load_versioned("vlists", key, new) == b"new"
+    assert await cache.get_or_load_versioned("vlists", key, new) == b"new"
+    assert new.calls == 1
+    # A cached "not found" is versioned too.
+    gone = cache.key("versioned", "gone")
+    await cache.delete(gone)
+    missing = CountingLoader(None)
+    assert await cache.get_or_load_versioned("vlists", gone, missing) is None
+    assert await cache.get_or_load_versioned("vlists", gone, missing) is None
+    assert missing.calls == 1
+    await redis.aclose()
+
+
+async def test_known_miss_skips_the_lookup_and_stores_in_one_round_trip(infra: Infra) -> None:
+    redis = create_redis(infra.redis_url)
+    counting = CountingRedis(redis)
+    cache = Cache(counting, "kit")  # type: ignore[arg-type]
+    key = cache.key("item", "known-miss")
+    await cache.delete(key)
+    counting.calls.clear()
+    loader = CountingLoader(b"v")
+    assert await cache.get_or_load(key, loader, known_miss=True) == b"v"
+    # lock, then value + unlock in one pipeline; no GET first
+    assert counting.calls == ["set", "pipeline"]
+    assert await redis.get(key) == b"v"
+    assert await redis.exists(f"lock:{key}") == 0
+    await redis.aclose()
+
+
+async def test_versioned_stampede_loads_once_across_caches(infra: Infra) -> None:
+    redis_a, redis_b = create_redis(infra.redis_url), create_redis(infra.redis_url)
+    cache_a, cache_b = Cache(redis_a, "kit"), Cache(redis_b, "kit")
+    key = cache_a.key("hot", "versioned-stampede")
+    await cache_a.delete(key)
+    loader = CountingLoader(b"hot", delay=0.2)
+    results = await asyncio.gather(
+        *(c.get_or_load_versioned("vhot", key, loader) for c in [cache_a, cache_b] * 20)
+    )
+    assert results == [b"hot"] * 40
+    assert loader.calls == 1
+    await redis_a.aclose()
+    await redis_b.aclose()

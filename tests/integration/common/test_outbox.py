@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from services.common.outbox import add_email, add_event, relay_batch
+from services.common.outbox import add_email, add_event, relay_batch, run_relay
 from tests.integration.common.kit_models import KitOutbox
 
 
@@ -74,3 +74,33 @@ async def test_a_failed_publish_keeps_the_row_for_the_next_try(kit_factory) -> N
 
     await relay_batch(kit_factory, KitOutbox, publish, service="kit")
     assert set(published) == ids
+
+
+async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
+    published: list[str] = []
+
+    async def publish(row) -> None:
+        published.append(str(row.id))
+
+    # After its first (empty) poll this relay would sleep 60 s: only the commit can wake it.
+    relay = asyncio.create_task(
+        run_relay(kit_factory, KitOutbox, publish, service="kit", interval=60, idle_max=60)
+    )
+    try:
+        await asyncio.sleep(0.3)  # the first poll has run and found nothing
+        assert published == []
+        ids = await write_rows(kit_factory, 2)
+        for _ in range(200):
+            if len(published) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert set(published) == ids
+        # A rolled-back transaction wakes nobody and leaves nothing.
+        async with kit_factory() as session:
+            add_event(session, KitOutbox, "kit.never", {})
+            await session.rollback()
+        await asyncio.sleep(0.3)
+        assert len(published) == 2
+    finally:
+        relay.cancel()
+        await asyncio.gather(relay, return_exceptions=True)
