@@ -73,9 +73,14 @@ def create_app(
             keepalive_timeout=settings.keepalive_timeout,
             ttl_dns_cache=300,
         )
-        # One pooled keep-alive session per worker; bodies pass through undecoded.
+        # One pooled keep-alive session per worker; bodies pass through undecoded. No
+        # User-Agent/Accept-Encoding of aiohttp's own (set on the session: per request,
+        # aiohttp rebuilds the set on every call).
         proxy.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         # aiohttp silently resends idempotent requests once on a dropped connection; the
         # gateway's own bounded retry policy must be the only one (as aiohttp's test

@@ -246,7 +246,6 @@ class Proxy:
                     data=body,
                     timeout=self.timeout,
                     allow_redirects=False,
-                    skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 )
             except aiohttp.ConnectionTimeoutError as exc:
                 self._failed(inst, name, "timeout", exc)
