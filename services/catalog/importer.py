@@ -20,7 +20,7 @@ from services.catalog.models import Category, Outbox, Product
 from services.catalog.schemas import ProductCreate
 from services.catalog.sql import run
 from services.common.errors import ProblemError
-from services.common.outbox import utcnow
+from services.common.outbox import utcnow, wake_relays_on_commit
 
 P: Any = Product.__table__  # type: ignore[attr-defined]
 C: Any = Category.__table__  # type: ignore[attr-defined]
@@ -171,4 +171,5 @@ async def import_products(
         for v in values
     ]
     await run(session, insert(OUTBOX), events)
+    wake_relays_on_commit(session)  # Core inserts: add_event would have done this
     return [v["id"] for v in values]

@@ -100,11 +100,17 @@ def add_message(
     """Queue an event or an email in the caller's transaction (nothing leaves before commit)."""
     row = model(kind=kind, topic=topic, payload=payload, request_id=request_id_var.get())
     session.add(row)
+    wake_relays_on_commit(session)
+    return row
+
+
+def wake_relays_on_commit(session: AsyncSession) -> None:
+    """Wake this process's relays when `session` commits; for code that writes outbox rows
+    with Core statements instead of add_message (bulk inserts)."""
     sync_session = session.sync_session
     if not sync_session.info.get(_WAKE_FLAG):  # one listener per transaction, not per row
         sync_session.info[_WAKE_FLAG] = True
         event.listen(sync_session, "after_commit", _after_commit, once=True)
-    return row
 
 
 def add_event(

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from services.common.outbox import add_email, add_event, relay_batch, run_relay
+from services.common.outbox import (
+    add_email,
+    add_event,
+    relay_batch,
+    run_relay,
+    wake_relays_on_commit,
+)
 from tests.integration.common.kit_models import KitOutbox
 
 
@@ -101,6 +108,17 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
             await session.rollback()
         await asyncio.sleep(0.3)
         assert len(published) == 2
+        # Rows inserted with a Core statement wake it too, when the writer asks for it.
+        async with kit_factory() as session:
+            row = {"id": uuid.uuid4(), "kind": "event", "topic": "kit.bulk", "payload": {}}
+            await (await session.connection()).execute(insert(KitOutbox.__table__), [row])
+            wake_relays_on_commit(session)
+            await session.commit()
+        for _ in range(200):
+            if len(published) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert published[2:] == [str(row["id"])]
     finally:
         relay.cancel()
         await asyncio.gather(relay, return_exceptions=True)
