@@ -152,6 +152,28 @@ async def test_cors_preflight_allowed_origin_only(
     assert upstreams["users"].behaviour.count() == 0  # preflights end at the edge
 
 
+async def test_vary_origin_merged_with_and_without_an_origin(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    """GatewayEdge adds to a request without Origin what Starlette's CORS adds (Vary:
+    Origin, merged into the upstream's Vary); a browser request still goes through it."""
+    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+        plain = await client.get("/api/v1/catalog/vary")
+        browser = await client.get(
+            "/api/v1/catalog/vary", headers={"Origin": "https://app.example.com"}
+        )
+        other = await client.get("/api/v1/catalog/vary", headers={"Origin": "https://evil.example"})
+    for response in (plain, browser, other):
+        assert response.status_code == 200
+        assert response.headers.get_list("vary") == ["Accept-Language, Origin"]
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-request-id"]
+    assert "access-control-allow-origin" not in plain.headers
+    assert browser.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert browser.headers["access-control-expose-headers"].startswith("X-Request-ID")
+    assert "access-control-allow-origin" not in other.headers
+
+
 async def test_streams_the_response_under_a_real_server(
     infra: Infra, upstreams: dict[str, Upstream]
 ) -> None:

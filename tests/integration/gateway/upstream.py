@@ -63,6 +63,8 @@ def build_app(behaviour: Behaviour, prefix: str) -> FastAPI:
             return JSONResponse({"boom": True}, status_code=500)
         elif last == "stream":
             return StreamingResponse(_stream(), media_type="text/plain")
+        elif last == "vary":
+            return JSONResponse({"ok": True}, headers={"Vary": "Accept-Language"})
         elif last == "cookies":
             response = JSONResponse({"ok": True})
             response.set_cookie("a", "1")
