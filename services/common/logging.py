@@ -6,6 +6,7 @@ anything shaped like a bearer token or JWT before formatting.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,17 +23,27 @@ _SENSITIVE_PAIR = re.compile(
     r"(?i)\b([\w-]*(?:password|secret|token|authorization|api_key)[\w-]*)(\s*[=:]\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
 )
+# Anything the three patterns above could match contains one of these: most lines (access
+# log fields, routes, ids) contain none and cost one search instead of three substitutions.
+_MAYBE_SECRET = re.compile(r"(?i)eyJ|bearer|password|secret|token|authorization|api_key")
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+@functools.lru_cache(maxsize=512)
+def _sensitive_key(key: str) -> bool:
+    return bool(_SENSITIVE_KEY.search(key)) and key != "token_type"
+
+
 def redact(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
     text = _JWT.sub("[REDACTED]", text)
     text = _BEARER.sub(r"\1[REDACTED]", text)
     return _SENSITIVE_PAIR.sub(r"\1\2[REDACTED]", text)
 
 
 def _redact_value(key: str, value: Any) -> Any:
-    if _SENSITIVE_KEY.search(key) and key not in {"token_type"}:
+    if _sensitive_key(key):
         return "[REDACTED]"
     if isinstance(value, str):
         return redact(value)
