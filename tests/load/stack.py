@@ -101,6 +101,10 @@ class Stack:
             "SERVICE_NAME": f"bench-{name}",
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"prom-{name}"),
             "DATABASE_URL": self.database_url,
+            # 3 services x 2 workers x (5 + 5) stays under PostgreSQL's default 100
+            # connections next to the test suite; 10 per worker is more than 2 cores use.
+            "DB_POOL_SIZE": "5",
+            "DB_MAX_OVERFLOW": "5",
             "REDIS_URL": self.redis_url,
             "JWKS_URL": f"{url('auth')}/.well-known/jwks.json",
             "CURSOR_SECRET": BENCH_SECRET,

@@ -38,6 +38,10 @@ TEST_ENV = {
     "AUTH_ARGON2_TIME_COST": "1",
     "CURSOR_SECRET": "e2e-cursor-secret",
     "AUTH_KEY_ENCRYPTION_SECRET": "e2e-key-encryption-secret",
+    # Several stacks (e2e, fuzz, faults, bench smoke) and the integration tests share one
+    # PostgreSQL (max_connections 100 by default): small pools per process.
+    "DB_POOL_SIZE": "3",
+    "DB_MAX_OVERFLOW": "4",
 }
 
 
