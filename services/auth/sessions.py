@@ -86,6 +86,10 @@ async def login(
         metrics.LOGINS.labels("failure", "locked").inc()
         raise too_many("auth_login_lockout", locked_for)
     account = await account_by_email(session, email)
+    # End the read's transaction before hashing: argon2id costs tens of ms of CPU, and a
+    # pooled connection held meanwhile made the pool, not the CPU, the limit of a login
+    # storm (pool timeouts, 503s). Later writes begin a new transaction.
+    await session.commit()
     ok, needs_rehash = await ctx.hasher.verify(password, account.password_hash if account else None)
     if account is None or not ok:
         # Missing and wrong-password accounts are counted alike (no enumeration).

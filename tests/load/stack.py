@@ -210,6 +210,9 @@ class Stack:
         for proc in self.processes.values():
             _stop(proc)
         self.processes.clear()
+        if os.environ.get("BENCH_KEEP_LOGS"):  # to read the processes' logs after a run
+            print(f"bench stack logs kept in {self.workdir}")
+            return
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
