@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 from fastapi import FastAPI
 
 from services.common.cache import Cache
 from services.common.redis import create_redis
+from services.devstack.embedded import free_port
 from tests.integration.users.conftest import Person, register
 
 
 async def test_profiles_served_from_the_database_when_the_cache_redis_is_down(
-    app: FastAPI, client: httpx.AsyncClient, tmp_path: Path
+    app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     owner, viewer = Person(), Person()
     await register(app, owner, "outage@example.test")
-    # A Redis that does not exist (a unix socket nobody listens on); revocation checks still
-    # use the real one, so only the cache is down.
-    dead = create_redis(f"unix://{tmp_path}/no-redis.sock", 0.2)
+    # A Redis that does not exist (a loopback port nobody listens on: connection refused);
+    # revocation checks still use the real one, so only the cache is down.
+    dead = create_redis(f"redis://127.0.0.1:{free_port()}/0", 0.2)
     app.state.profile_cache = Cache(dead, "profiles")
     try:
         public = await client.get(f"/api/v1/users/{owner.id}", headers=viewer.headers)
