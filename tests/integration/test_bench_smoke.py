@@ -3,7 +3,9 @@ PostgreSQL, Redis) and write a complete report. Timings are never asserted."""
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -39,26 +41,32 @@ def smoke(
     infra: Infra, worker_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Report, str]:
     out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
-    report = bench.main(
-        [
-            "--smoke",
-            "--duration",
-            "1",
-            "--connections",
-            "8",
-            # the Python generator: what CI without wrk uses, and a separate process too
-            "--generator",
-            "python",
-            "--database-url",
-            infra.admin_database_url,
-            "--redis-url",
-            infra.redis_url,
-            "--db-name",
-            f"shopstack_bench_smoke_{worker_index(worker_id)}",
-            "--out",
-            str(out),
-        ]
-    )
+    # In a fresh process, as `make bench` runs: the bench starts and signals a whole stack
+    # and runs its own event loops, and an xdist worker that had run it in-process hung
+    # in a later test now and then.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        report = pool.submit(
+            bench.main,
+            [
+                "--smoke",
+                "--duration",
+                "1",
+                "--connections",
+                "8",
+                # the Python generator: what CI without wrk uses, and a separate process too
+                "--generator",
+                "python",
+                "--database-url",
+                infra.admin_database_url,
+                "--redis-url",
+                infra.redis_url,
+                "--db-name",
+                f"shopstack_bench_smoke_{worker_index(worker_id)}",
+                "--out",
+                str(out),
+            ],
+        ).result()
     return report, out.read_text()
 
 
