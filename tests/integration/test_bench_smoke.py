@@ -11,7 +11,7 @@ import pytest
 
 from tests.load import bench, scenarios
 from tests.load.results import Report
-from tests.support.infra import Infra, worker_index
+from tests.support.infra import Infra, with_redis_db, worker_index
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
 
@@ -60,7 +60,9 @@ def smoke(
                 "--database-url",
                 infra.admin_database_url,
                 "--redis-url",
-                infra.redis_url,
+                # Its own db: the bench flushes it, and this worker's later tests keep
+                # state in theirs (a flushed db hung the next test now and then).
+                with_redis_db(infra.redis_url, 15),
                 "--db-name",
                 f"shopstack_bench_smoke_{worker_index(worker_id)}",
                 "--out",
