@@ -4,12 +4,15 @@ is down, sweeps stuck jobs with a configurable abort wait, and logs no message b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from saq import Job
+from saq.job import Status
 from saq.queue.redis import RedisQueue
 
 from services.common.jobs import EMAIL_QUEUE_NAME
@@ -21,6 +24,20 @@ log = logging.getLogger("services.worker.queue")
 # How long a dequeue blocks on Redis; the socket timeout must be longer.
 DEQUEUE_TIMEOUT_SECONDS = 2.0
 REDIS_DOWN_BACKOFF_SECONDS = 1.0
+# A dequeued job is marked ACTIVE one round trip after it enters the active list.
+SWEEP_SECOND_LOOK_SECONDS = 1.0
+
+# saq's own sweep script: the active list with each job, taken under a lock key.
+ACTIVE_JOBS_SCRIPT = """
+local id_jobs = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SETEX', KEYS[1], ARGV[1], 1)
+    for i, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+        id_jobs[i] = {v, redis.call('GET', v)}
+    end
+end
+return id_jobs
+"""
 
 
 class EmailQueue(RedisQueue):
@@ -28,9 +45,62 @@ class EmailQueue(RedisQueue):
         super().__init__(redis, name=EMAIL_QUEUE_NAME)
         self.sweep_abort = sweep_abort
         self._redis_down_logged = 0.0
+        self._active_jobs_script: AsyncScript | None = None
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
-        return await super().sweep(lock, abort=self.sweep_abort)
+        """saq's sweep, but a job found QUEUED in the active list gets a second look.
+
+        A worker moves a job to the active list first and marks it ACTIVE a round trip
+        later; saq's sweep can land in between (tobymao/saq#124, #277), abort a healthy
+        run and re-queue its stale copy, which rolls back the attempt count. Only a job
+        still not ACTIVE after SWEEP_SECOND_LOOK_SECONDS, or stuck, is swept, and the copy
+        swept is the fresh one."""
+        swept: list[str] = []
+        suspects: list[Job] = []
+        for job_id, job_bytes in await self._active_jobs(lock):
+            job = self.deserialize(job_bytes)
+            if job is None:
+                swept.append(job_id)
+                await self._drop_missing(job_id)
+            elif job.stuck:
+                swept.append(job_id)
+                await self._sweep_one(job)
+            elif job.status != Status.ACTIVE:
+                suspects.append(job)
+        if suspects:
+            await asyncio.sleep(SWEEP_SECOND_LOOK_SECONDS)
+        for first in suspects:
+            job = await self.job(first.key)
+            if job is None or (job.status, job.touched) != (first.status, first.touched):
+                continue  # it moved on: a live worker has it
+            swept.append(job.id)
+            await self._sweep_one(job)
+        return swept
+
+    async def _sweep_one(self, job: Job) -> None:
+        log.info("sweeping job %s", job.info(False))
+        await self.abort(job, error=self.swept_error_message)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await job.refresh(self.sweep_abort)
+        if job.retryable:
+            await self.retry(job, error=self.swept_error_message)
+        else:
+            await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+
+    async def _active_jobs(self, lock: int) -> list[tuple[str, bytes | None]]:
+        """The active list and each job, once per `lock` seconds across workers."""
+        if self._active_jobs_script is None:
+            self._active_jobs_script = self.redis.register_script(ACTIVE_JOBS_SCRIPT)
+        result = await self._active_jobs_script(
+            keys=[self._sweep, self._active], args=[lock], client=self.redis
+        )
+        return [(job_id.decode(), job_bytes) for job_id, job_bytes in result]
+
+    async def _drop_missing(self, job_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._active, 0, job_id)
+            pipe.zrem(self._incomplete, job_id)
+            await pipe.execute()
 
     async def dequeue(
         self,

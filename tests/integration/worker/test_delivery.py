@@ -141,9 +141,10 @@ async def test_a_refusing_smtp_server_delays_the_email_until_it_recovers(
         assert await eventually(lambda: delivered_check(factory, outbox_id))
         body = (await client.get("/metrics")).text
     record = await delivered(factory, outbox_id)
+    mid = message_id(outbox_id, settings.mail_from)
     assert record is not None and record.attempts == 4
-    assert smtp.handler.attempts == 4
-    assert len(smtp.handler.by_message_id(message_id(outbox_id, settings.mail_from))) == 1
+    assert smtp.handler.attempts_by_id[mid] == 4
+    assert len(smtp.handler.by_message_id(mid)) == 1
     assert metric(body, "emails_retried_total") >= 3
     assert await dead(factory, outbox_id) is None
 
@@ -239,4 +240,4 @@ async def test_a_permanent_refusal_dies_at_once(
         assert await eventually(lambda: dead_check(factory, outbox_id))
     letter = await dead(factory, outbox_id)
     assert letter is not None and letter.attempts == 1 and "550" in letter.error
-    assert smtp.handler.attempts == 1
+    assert smtp.handler.attempts_by_id[message_id(outbox_id, settings.mail_from)] == 1
