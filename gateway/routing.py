@@ -14,6 +14,7 @@ import aiohttp
 
 from gateway import metrics
 from gateway.circuit import CircuitBreaker, CircuitState
+from services.common.cancel import pause
 
 log = logging.getLogger("gateway.routing")
 
@@ -166,4 +167,4 @@ async def poll_health(
         results = await asyncio.gather(*(check_instance(session, i, wait) for i in instances))
         for inst, ok in zip(instances, results, strict=True):
             inst.set_healthy(ok)
-        await asyncio.sleep(interval)
+        await pause(interval)

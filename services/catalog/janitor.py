@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI
 
 from services.catalog.idempotency import purge_expired
+from services.common.cancel import pause
 
 log = logging.getLogger("services.catalog.janitor")
 INTERVAL_SECONDS = 600.0
@@ -31,4 +32,4 @@ async def idempotency_janitor(app: FastAPI) -> None:
             raise
         except Exception as exc:
             log.warning("idempotency purge failed: %s", type(exc).__name__)
-        await asyncio.sleep(INTERVAL_SECONDS)
+        await pause(INTERVAL_SECONDS)

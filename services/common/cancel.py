@@ -16,3 +16,10 @@ def raise_if_cancel_requested() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def pause(seconds: float) -> None:
+    """`asyncio.sleep` for background loops: first honours a cancellation that was lost
+    in the last round, so a loop that pauses through here always stops."""
+    raise_if_cancel_requested()
+    await asyncio.sleep(seconds)

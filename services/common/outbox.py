@@ -37,7 +37,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common import metrics
-from services.common.cancel import raise_if_cancel_requested
+from services.common.cancel import pause, raise_if_cancel_requested
 from services.common.context import request_id_var
 
 log = logging.getLogger("services.outbox")
@@ -205,7 +205,7 @@ async def run_relay(
                 delay = min(max(delay * 2, interval), 5.0)
                 failed = True
             if failed or not delay:
-                await asyncio.sleep(delay)
+                await pause(delay)
             elif await _woken(wake, delay):
                 idle = interval
     finally:

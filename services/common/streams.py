@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import ResponseError
 
-from services.common.cancel import raise_if_cancel_requested
+from services.common.cancel import pause, raise_if_cancel_requested
 from services.common.context import request_id_var
 from services.common.events import stream_name
 from services.common.redis import REDIS_ERRORS, blocking_reader
@@ -223,5 +223,5 @@ class StreamConsumer:
             except Exception as exc:
                 self.failures[type(exc).__name__] += 1
                 log.exception("event consumer error, retrying")
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, 10.0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from saq import Job
 
+from services.common.cancel import pause
 from services.common.context import request_id_var
 from services.common.redis import REDIS_ERRORS
 from services.worker import mailer, store
@@ -165,7 +166,7 @@ async def heartbeat(job: Job, every_seconds: int) -> AsyncIterator[None]:
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(max(every_seconds / 3, 0.2))
+            await pause(max(every_seconds / 3, 0.2))
             try:
                 await job.update()
             except REDIS_ERRORS:

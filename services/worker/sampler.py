@@ -8,6 +8,7 @@ import logging
 
 import redis.asyncio as aioredis
 
+from services.common.cancel import pause
 from services.common.events import STREAM_PREFIX
 from services.common.redis import REDIS_ERRORS
 from services.common.streams import EVENT_LAG, EVENT_PENDING
@@ -59,4 +60,4 @@ async def run_sampler(queue: EmailQueue, redis: aioredis.Redis, interval: float)
             raise
         except REDIS_ERRORS as exc:
             log.warning("metrics sampling failed: %s", type(exc).__name__)
-        await asyncio.sleep(interval)
+        await pause(interval)
