@@ -33,11 +33,7 @@ def _startup(jwks_fetcher: JwksFetcher | None) -> Hook:
         if await ensure_key(app.state.session_factory, settings):
             log.info("created the first signing key")
         keys = KeyStore(app.state.session_factory, settings)
-        hasher = PasswordHasher(
-            memory_kib=settings.argon2_memory_kib,
-            time_cost=settings.argon2_time_cost,
-            parallelism=settings.argon2_parallelism,
-        )
+        hasher = PasswordHasher.for_settings(settings)
         app.state.auth = AuthContext(
             settings=settings,
             redis=app.state.redis,
@@ -87,6 +83,11 @@ async def _bootstrap_admin(app: FastAPI, settings: AuthSettings, hasher: Passwor
         log.info("bootstrap admin created by another worker")
 
 
+async def _close_hasher(app: FastAPI) -> None:
+    if hasattr(app.state, "auth"):
+        app.state.auth.hasher.close()
+
+
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Rate limits, lockout and revocation need Redis: fail closed, never a 500.
     log.error("redis unavailable: %s", type(exc).__name__)
@@ -111,6 +112,7 @@ def create_app(
             title="Auth service",
             description="Accounts, logins, sessions, access and refresh tokens, signing keys.",
             on_startup=[_startup(jwks_fetcher)],
+            on_shutdown=[_close_hasher],
             background=background,
             jwks_fetcher=jwks_fetcher,
         )

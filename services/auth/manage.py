@@ -39,11 +39,7 @@ async def _run(args: argparse.Namespace, settings: AuthSettings) -> str:
     redis = create_redis(settings.redis_url, settings.redis_timeout)
     try:
         if args.command == "create-admin":
-            hasher = PasswordHasher(
-                memory_kib=settings.argon2_memory_kib,
-                time_cost=settings.argon2_time_cost,
-                parallelism=settings.argon2_parallelism,
-            )
+            hasher = PasswordHasher.for_settings(settings)
             account = await create_admin(
                 factory, hasher, args.email, _password(args.password_stdin)
             )

@@ -1,25 +1,78 @@
 """Password hashing (argon2id via passlib) and the password policy.
 
-Hashing costs tens of milliseconds of CPU, so it always runs in a worker thread,
-never on the event loop.
+Hashing costs tens of milliseconds of CPU, so it runs in the hasher's own threads, never
+on the event loop. Those threads are few (`concurrency` per worker) and run at a lower
+CPU priority, so a login storm queues for them instead of taking every core from the
+cheap requests beside it; past `queue_limit` waiting hashes a login gets a 503.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import resources
+from typing import TypeVar
 
-from anyio import to_thread
 from passlib.context import CryptContext
+
+from services.auth.settings import AuthSettings
+from services.common.errors import ProblemError
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
+
+log = logging.getLogger("services.auth.passwords")
+BUSY_LOG_EVERY_SECONDS = 10.0
+T = TypeVar("T")
+
+
+class HasherBusy(ProblemError):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "Too many sign-ins at once; try again in a moment.",
+            headers={"Retry-After": "1"},
+        )
+
+
+def _lower_priority(nice: int) -> Callable[[], None]:
+    def initializer() -> None:
+        # Linux schedules threads separately: this thread only, not the event loop's.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+    return initializer
 
 
 class PasswordHasher:
     """argon2id with configurable cost; knows when a stored hash needs re-hashing."""
 
-    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int) -> None:
+    def __init__(
+        self,
+        *,
+        memory_kib: int,
+        time_cost: int,
+        parallelism: int,
+        concurrency: int = 1,
+        queue_limit: int = 32,
+        nice: int = 10,
+    ) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency,
+            thread_name_prefix="argon2",
+            initializer=_lower_priority(nice) if nice else None,
+        )
+        self._concurrency = concurrency
+        self._queue_limit = queue_limit
+        self._in_flight = 0  # running plus waiting; only touched on the event loop
+        self._busy_logged = -BUSY_LOG_EVERY_SECONDS
         self._context = CryptContext(
             schemes=["argon2"],
             argon2__type="ID",
@@ -30,9 +83,39 @@ class PasswordHasher:
         # Verified when the account does not exist, so a miss costs as much as a hit.
         self._dummy = self._context.hash("dummy password for timing equalisation")
 
+    @classmethod
+    def for_settings(cls, settings: AuthSettings) -> PasswordHasher:
+        return cls(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+            concurrency=settings.hash_concurrency,
+            queue_limit=settings.hash_queue_limit,
+            nice=settings.hash_nice,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        if self._in_flight >= self._concurrency + self._queue_limit:
+            now = time.monotonic()
+            if now - self._busy_logged > BUSY_LOG_EVERY_SECONDS:  # a storm: one line, not many
+                self._busy_logged = now
+                log.warning("password hashing queue full, refusing (limit %d)", self._queue_limit)
+            raise HasherBusy
+        self._in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        finally:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     async def hash(self, password: str) -> str:
-        result: str = await to_thread.run_sync(self._context.hash, password)
-        return result
+        return await self._run(lambda: str(self._context.hash(password)))
 
     async def verify(self, password: str, stored: str | None) -> tuple[bool, bool]:
         """(matches, needs_rehash). With no stored hash, burns the same time and says no."""
@@ -45,7 +128,7 @@ class PasswordHasher:
                 return False, False  # a malformed stored hash never matches
             return ok and stored is not None, ok and self._context.needs_update(target)
 
-        return await to_thread.run_sync(check)
+        return await self._run(check)
 
 
 @cache
