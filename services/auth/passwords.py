@@ -1,9 +1,9 @@
 """Password hashing (argon2id via passlib) and the password policy.
 
-Hashing costs tens of milliseconds of CPU, so it runs in the hasher's own threads, never
-on the event loop. Those threads are few (`concurrency` per worker) and run at a lower
-CPU priority, so a login storm queues for them instead of taking every core from the
-cheap requests beside it; past `queue_limit` waiting hashes a login gets a 503.
+Hashing costs tens of milliseconds of CPU and `memory_kib` of memory, so it runs in the
+hasher's own threads, never on the event loop: `concurrency` per worker (optionally at a
+lower CPU priority), the rest wait, and past `queue_limit` waiting a login gets a 503
+instead of a wait with no end.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ class PasswordHasher:
         memory_kib: int,
         time_cost: int,
         parallelism: int,
-        concurrency: int = 1,
+        concurrency: int = 4,
         queue_limit: int = 32,
-        nice: int = 10,
+        nice: int = 0,
     ) -> None:
         self._executor = ThreadPoolExecutor(
             max_workers=concurrency,

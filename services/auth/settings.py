@@ -58,13 +58,12 @@ class AuthSettings(CommonSettings):
     )
     argon2_time_cost: int = Field(default=2, ge=1, validation_alias=_alias("argon2_time_cost"))
     argon2_parallelism: int = Field(default=1, ge=1, validation_alias=_alias("argon2_parallelism"))
-    # Password hashes run at once per worker; more wait for a slot, so a login storm
-    # cannot take every core from the cheap requests beside it.
-    hash_concurrency: int = Field(default=1, ge=1, validation_alias=_alias("hash_concurrency"))
+    # Password hashes run at once per worker (each holds argon2_memory_kib); more wait.
+    hash_concurrency: int = Field(default=4, ge=1, validation_alias=_alias("hash_concurrency"))
     # Hashes that may wait per worker; past that a login or register gets a 503.
     hash_queue_limit: int = Field(default=32, ge=0, validation_alias=_alias("hash_queue_limit"))
     # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests).
-    hash_nice: int = Field(default=10, ge=0, le=19, validation_alias=_alias("hash_nice"))
+    hash_nice: int = Field(default=0, ge=0, le=19, validation_alias=_alias("hash_nice"))
 
     # Rate limits in the `limits` notation ("N/second|minute|hour|day"), fixed windows in Redis.
     rate_login_ip: str = Field(default="30/minute", validation_alias=_alias("rate_login_ip"))

@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -45,10 +46,33 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL")
     )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run (ceilings,product_reads,lists,login_storm,mix);"
+        " targets whose rows are missing are reported as not measured",
+    )
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.smoke else 10.0)
     args.products = args.products or (2_000 if args.smoke else 1_000_000)
     return args
+
+
+SCENARIOS = (
+    scenarios.ceilings,
+    scenarios.product_reads,
+    scenarios.lists,
+    scenarios.login_storm,
+    scenarios.mix,
+)
+
+
+def _chosen(only: str) -> list[Callable[[scenarios.Ctx], None]]:
+    names = {n.strip() for n in only.split(",") if n.strip()}
+    unknown = names - {run.__name__ for run in SCENARIOS}
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    return [run for run in SCENARIOS if not names or run.__name__ in names]
 
 
 def _redis_url(given: str | None, base: str) -> str:
@@ -103,13 +127,7 @@ def main(argv: list[str] | None = None) -> Report:
             sql_runs=20 if args.smoke else 300,
             mix_steps=[4, 8] if args.smoke else [8, 16, 32, 64, 128, 256],
         )
-        for run in (
-            scenarios.ceilings,
-            scenarios.product_reads,
-            scenarios.lists,
-            scenarios.login_storm,
-            scenarios.mix,
-        ):
+        for run in _chosen(args.only):
             run(ctx)
         for name, why in stack.unavailable.items():
             report.notes.append(f"`{name}` not available: {why}")
