@@ -26,6 +26,22 @@ from services.common.tracing import instrument_app, instrument_engine
 Hook = Callable[[FastAPI], Awaitable[None]]
 Task = Callable[[FastAPI], Coroutine[Any, Any, None]]
 log = logging.getLogger("services.app")
+# A background task still running this long after its cancel is named in the log once
+# per period: a stop that never ends is then visible instead of a silent hang.
+STOP_WARN_SECONDS = 30.0
+
+
+async def stop_background(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel the app's background tasks and wait for every one of them to end."""
+    for task in tasks:
+        task.cancel()
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=STOP_WARN_SECONDS)
+        if pending:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("background tasks still stopping after their cancel: %s", names)
+    await asyncio.gather(*tasks, return_exceptions=True)  # collect their exceptions
 
 
 @dataclass
@@ -81,9 +97,7 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
             app.state.background_tasks = tasks
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_background(tasks)
             for hook in spec.on_shutdown:
                 try:
                     await hook(app)
