@@ -115,7 +115,7 @@ class RateLimiter:
         guard: RedisGuard | None = None,
     ) -> None:
         # The lean client when Redis is plain TCP (the usual case), redis-py otherwise.
-        counter = RedisCounter.for_client(redis, FIXED_WINDOW_HIT)
+        counter = RedisCounter.for_script(redis, FIXED_WINDOW_HIT)
         self._counter: RedisCounter | HitBatcher = counter or HitBatcher(redis)
         # Keys per (limit, subject): a sha256 and an f-string per request otherwise.
         self._keys: dict[tuple[Limit, str], str] = {}

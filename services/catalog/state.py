@@ -54,6 +54,7 @@ async def shutdown(app: FastAPI) -> None:
     state: CatalogState | None = getattr(app.state, "catalog", None)
     if state is not None:
         await state.reader.close()
+        await state.cache.close()
 
 
 def catalog(request: Request) -> CatalogState:

@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from services.common import metrics
+from services.common.leanredis import LeanRedis
 from services.common.redis import REDIS_ERRORS, RedisGuard
 
 Loader = Callable[[], Awaitable[bytes | None]]
@@ -32,8 +33,12 @@ class Cache:
         guard: RedisGuard | None = None,
         lock_ttl_ms: int = 3000,
         wait_step: float = 0.01,
+        fast: LeanRedis | None = None,
     ) -> None:
         self.redis = redis
+        # Reads (GET, MGET) go over the lean connection when there is one: they are the
+        # hot path of a cached read. Writes, locks and pipelines stay on redis-py.
+        self.fast = fast
         self.name = name
         self.ttl = ttl
         self.guard = guard or RedisGuard()
@@ -46,7 +51,7 @@ class Cache:
 
     async def version(self, namespace: str) -> int:
         """Current version of a namespace; bump it to invalidate every key built on it."""
-        raw = await self._call(self.redis.get(self._version_key(namespace)))
+        raw = await self._call(self._get(self._version_key(namespace)))
         return int(raw) if raw else 0
 
     async def bump(self, namespace: str) -> None:
@@ -57,7 +62,7 @@ class Cache:
             await self._call(self.redis.delete(*keys))
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._call(self.redis.get(key))
+        value = await self._call(self._get(key))
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
@@ -106,7 +111,7 @@ class Cache:
     async def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
         """The namespace's current version and the key's value if it was stored under it
         (None: absent, stale or Redis down). One MGET; no metrics, no load."""
-        values = await self._call(self.redis.mget(self._version_key(namespace), key))
+        values = await self._call(self._mget(self._version_key(namespace), key))
         if values is None:
             return 0, None
         version = int(values[0] or 0)
@@ -174,6 +179,12 @@ class Cache:
         finally:
             if got_lock and not released:
                 await self._call(self.redis.delete(lock_key))
+
+    async def _get(self, key: str) -> Any:
+        return await (self.fast.get(key) if self.fast else self.redis.get(key))
+
+    async def _mget(self, *keys: str) -> Any:
+        return await (self.fast.call(b"MGET", *keys) if self.fast else self.redis.mget(*keys))
 
     def _version_key(self, namespace: str) -> str:
         return f"ver:{self.name}:{namespace}"

@@ -20,7 +20,7 @@ from services.common.ratelimit import FIXED_WINDOW_HIT
 
 @pytest.fixture
 async def counter(redis: aioredis.Redis) -> AsyncIterator[RedisCounter]:
-    made = RedisCounter.for_client(redis, FIXED_WINDOW_HIT)
+    made = RedisCounter.for_script(redis, FIXED_WINDOW_HIT)
     assert made is not None  # plain TCP: the lean client is used
     yield made
     await made.close()

@@ -1,0 +1,92 @@
+"""The lean Redis client of the cache reads (services/common/leanredis.py) against real
+Redis: bulk strings of any content and size, nil, MGET arrays, error replies, and a cache
+that reads through it keeping its guard semantics when Redis is not there."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from services.common.cache import Cache
+from services.common.leanredis import LeanRedis
+from services.common.redis import create_redis
+from tests.integration.worker.smtp import free_port
+from tests.support.infra import Infra
+
+
+@pytest.fixture
+async def redis(infra: Infra) -> AsyncIterator[aioredis.Redis]:
+    client = create_redis(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def lean(redis: aioredis.Redis) -> AsyncIterator[LeanRedis]:
+    made = LeanRedis.for_client(redis, client_name="test-lean")
+    assert made is not None
+    yield made
+    await made.close()
+
+
+def key() -> str:
+    return f"lean:test:{uuid.uuid4().hex}"
+
+
+async def test_get_returns_exact_bytes_of_any_content_and_size(
+    redis: aioredis.Redis, lean: LeanRedis
+) -> None:
+    small, big, empty = key(), key(), key()
+    tricky = b'{"a": "line\r\nbreak"}\r\n$5\r\n*2\r\n' + bytes(range(256))
+    huge = bytes(range(256)) * 2048  # 512 KiB: arrives in many reads
+    await redis.set(small, tricky)
+    await redis.set(big, huge)
+    await redis.set(empty, b"")
+    got = await asyncio.gather(lean.get(small), lean.get(big), lean.get(empty), lean.get(key()))
+    assert got == [tricky, huge, b"", None]
+
+
+async def test_mget_returns_values_and_nils_in_order(
+    redis: aioredis.Redis, lean: LeanRedis
+) -> None:
+    a, b = key(), key()
+    await redis.set(a, b"1")
+    await redis.set(b, b"two\r\n")
+    assert await lean.call(b"MGET", a, key(), b) == [b"1", None, b"two\r\n"]
+
+
+async def test_an_error_reply_raises_and_the_connection_stays_usable(
+    redis: aioredis.Redis, lean: LeanRedis
+) -> None:
+    listed, plain = key(), key()
+    await redis.rpush(listed, b"x")
+    await redis.set(plain, b"ok")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await lean.get(listed)
+    assert await lean.get(plain) == b"ok"
+
+
+async def test_a_cache_reading_through_it_falls_back_like_redis_py(infra: Infra) -> None:
+    down = create_redis(f"redis://127.0.0.1:{free_port()}/0", 0.2)
+    fast = LeanRedis.for_client(down, client_name="test-lean")
+    cache = Cache(down, "lean_test", fast=fast)
+    loads = 0
+
+    async def load() -> bytes:
+        nonlocal loads
+        loads += 1
+        return b"from the database"
+
+    try:
+        with pytest.raises(RedisError):
+            assert fast is not None
+            await fast.get("anything")
+        assert await cache.get_or_load("k", load) == b"from the database"
+        assert loads == 1 and not cache.guard.available  # tripped: Redis is skipped now
+    finally:
+        await down.aclose()
