@@ -10,6 +10,7 @@ import pytest
 from services.common import app as app_module
 from services.common.app import stop_background
 from services.common.cancel import pause
+from tests.unit.test_cancel import loop_that_loses_a_cancel
 
 
 async def slow_to_stop() -> None:
@@ -18,17 +19,6 @@ async def slow_to_stop() -> None:
     except asyncio.CancelledError:
         await asyncio.sleep(0.3)  # cleanup that takes a while, then it ends
         raise
-
-
-async def loses_its_cancel_once() -> None:
-    lost = False
-    while True:
-        if not lost:
-            try:
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                lost = True
-        await pause(0.01)
 
 
 async def test_a_slow_stop_is_named_in_the_log_and_still_awaited(
@@ -46,7 +36,7 @@ async def test_a_slow_stop_is_named_in_the_log_and_still_awaited(
 
 
 async def test_a_loop_that_lost_its_cancel_stops_through_pause() -> None:
-    task = asyncio.create_task(loses_its_cancel_once(), name="loop")
+    task = asyncio.create_task(loop_that_loses_a_cancel(pause), name="loop")
     await asyncio.sleep(0)
     await asyncio.wait_for(stop_background([task]), timeout=2)
     assert task.cancelled()
