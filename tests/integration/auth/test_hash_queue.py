@@ -23,29 +23,36 @@ CHEAP = {"memory_kib": 1024, "time_cost": 1, "parallelism": 1}
 class OverlapSpy:
     """Wraps the CryptContext: counts hashes running at the same moment."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, delay: float) -> None:
         self.context = context
+        self.delay = delay
         self.active = 0
         self.peak = 0
         self.lock = threading.Lock()
 
-    def hash(self, password: str) -> str:
+    def _slowly(self, work: Any) -> Any:
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
-            time.sleep(0.03)  # long enough for every queued hash to try to start
-            return str(self.context.hash(password))
+            time.sleep(self.delay)  # long enough for every queued hash to try to start
+            return work()
         finally:
             with self.lock:
                 self.active -= 1
+
+    def hash(self, password: str) -> str:
+        return str(self._slowly(lambda: self.context.hash(password)))
+
+    def verify(self, password: str, stored: str) -> bool:
+        return bool(self._slowly(lambda: self.context.verify(password, stored)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.context, name)
 
 
-def spied(hasher: PasswordHasher) -> OverlapSpy:
-    spy = OverlapSpy(hasher._context)
+def spied(hasher: PasswordHasher, delay: float = 0.03) -> OverlapSpy:
+    spy = OverlapSpy(hasher._context, delay)
     hasher._context = spy  # type: ignore[assignment]
     return spy
 
@@ -96,7 +103,7 @@ async def test_hash_threads_run_at_a_lower_cpu_priority_than_the_event_loop() ->
 async def test_a_login_storm_past_the_queue_gets_503s_and_no_500() -> None:
     async with auth_client(hash_concurrency=1, hash_queue_limit=1) as (app, client):
         email, _ = await verified_user(app, client)
-        spied(app.state.auth.hasher)
+        spy = spied(app.state.auth.hasher, delay=0.2)  # logins verify: slow that too
         responses = await asyncio.gather(
             *(
                 client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
@@ -107,6 +114,7 @@ async def test_a_login_storm_past_the_queue_gets_503s_and_no_500() -> None:
         busy = [r for r in responses if r.status_code == 503]
         assert statuses.count(200) >= 2 and busy, statuses
         assert set(statuses) <= {200, 503}
+        assert spy.peak == 1
         assert all(is_problem(r, 503) and r.headers["retry-after"] == "1" for r in busy)
         # The storm is over: the next login is served.
         after = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
