@@ -180,11 +180,12 @@ class Cache:
             if got_lock and not released:
                 await self._call(self.redis.delete(lock_key))
 
-    async def _get(self, key: str) -> Any:
-        return await (self.fast.get(key) if self.fast else self.redis.get(key))
+    # Plain functions returning the client's awaitable: no extra coroutine per hot read.
+    def _get(self, key: str) -> Awaitable[Any]:
+        return self.fast.get(key) if self.fast else self.redis.get(key)
 
-    async def _mget(self, *keys: str) -> Any:
-        return await (self.fast.call(b"MGET", *keys) if self.fast else self.redis.mget(*keys))
+    def _mget(self, *keys: str) -> Awaitable[Any]:
+        return self.fast.call(b"MGET", *keys) if self.fast else self.redis.mget(*keys)
 
     def _version_key(self, namespace: str) -> str:
         return f"ver:{self.name}:{namespace}"
