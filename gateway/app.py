@@ -22,6 +22,7 @@ from gateway.proxy import Proxy
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import RoutingTable, poll_health
 from gateway.settings import GatewaySettings
+from gateway.upstream import UpstreamPool
 from services.common.app import ServiceSpec
 from services.common.app import create_app as create_service_app
 from services.common.health import ReadinessCheck
@@ -86,6 +87,13 @@ def create_app(
         # gateway's own bounded retry policy must be the only one (as aiohttp's test
         # client does: there is no public switch).
         proxy.session._retry_connection = False
+        if settings.lean_upstream:
+            proxy.lean = UpstreamPool(
+                limit=settings.pool_limit,
+                keepalive_timeout=settings.keepalive_timeout,
+                connect_timeout=settings.connect_timeout,
+                total_timeout=settings.total_timeout,
+            )
         proxy.edge = EdgeAuth(app.state.token_verifier, app.state.redis)
         if settings.rate_limit_enabled:
             proxy.limiter = RateLimiter(
@@ -99,6 +107,8 @@ def create_app(
     async def shutdown(app: FastAPI) -> None:
         if proxy.session is not None:
             await proxy.session.close()
+        if proxy.lean is not None:
+            proxy.lean.close()
         if proxy.limiter is not None:
             await proxy.limiter.close()
 

@@ -1,8 +1,9 @@
 """The forwarding itself, as a raw ASGI app (no Request objects on the hot path).
 
-Per request: match a route, authenticate at the edge, rate limit, then stream the body
-to one instance of the upstream over the worker's pooled aiohttp session and stream
-the answer back. Idempotent requests are retried on another instance when the
+Per request: match a route, authenticate at the edge, rate limit, then send the request
+to one instance of the upstream and stream the answer back: a GET without a body over
+the worker's lean keep-alive pool (gateway/upstream.py), anything else over its pooled
+aiohttp session. Idempotent requests are retried on another instance when the
 connection fails before any response byte; POST and PATCH never are.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
@@ -24,6 +25,13 @@ from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routing import Instance, Route, RouteLabel, RoutingTable
 from gateway.settings import GatewaySettings
+from gateway.upstream import (
+    ConnectFailed,
+    ConnectTimeout,
+    LeanResponse,
+    UpstreamError,
+    UpstreamPool,
+)
 from services.common.errors import ProblemError
 
 __all__ = ["IDEMPOTENT", "Proxy", "RouteLabel"]
@@ -93,6 +101,46 @@ def _too_slow(timeout: float) -> ProblemError:
     )
 
 
+class Answer(Protocol):
+    """What the proxy reads of an upstream's answer, from either client."""
+
+    status: int
+    raw_headers: Any
+    content_length: int | None
+
+    async def read(self) -> bytes: ...
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def release(self) -> None: ...
+
+
+class AiohttpAnswer:
+    """aiohttp's response seen through `Answer`."""
+
+    __slots__ = ("_response", "content_length", "raw_headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.raw_headers = response.raw_headers
+        self.content_length = response.content_length
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+    def release(self) -> None:
+        self._response.release()
+
+
+def _content_type(raw_headers: Any) -> bytes:
+    for name, value in raw_headers:
+        if name.lower() == b"content-type":
+            return bytes(value)
+    return b""
+
+
 def _has_dot_segments(path: str) -> bool:
     # "/api/v1/catalog/../users/me" must not be matched as a catalog read.
     if "/." not in path:  # the common case, without splitting
@@ -113,6 +161,7 @@ class Proxy:
         self.edge = edge  # set at startup (needs the token verifier)
         self.limiter = limiter
         self.session: aiohttp.ClientSession | None = None
+        self.lean: UpstreamPool | None = None  # set at startup unless GATEWAY_LEAN_UPSTREAM=false
         self.timeout = aiohttp.ClientTimeout(
             total=settings.total_timeout,
             connect=settings.connect_timeout,
@@ -236,18 +285,10 @@ class Proxy:
         for attempt in range(attempts):
             inst = self._pick(route, tried)
             tried.append(inst)
-            url = URL(inst.url + target.decode("latin-1"), encoded=True)
             start = time.perf_counter()
             try:
-                response = await self.session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except aiohttp.ConnectionTimeoutError as exc:
+                response = await self._send(inst, method, target, headers, body)
+            except (aiohttp.ConnectionTimeoutError, ConnectTimeout) as exc:
                 self._failed(inst, name, "timeout", exc)
                 error: ProblemError = ProblemError(
                     504, f"{name} did not accept the connection in time.", type_="upstream-timeout"
@@ -258,12 +299,12 @@ class Proxy:
                 raise ProblemError(
                     504, f"{name} did not answer in time.", type_="upstream-timeout"
                 ) from None
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+            except (aiohttp.ClientError, UpstreamError, OSError, ValueError) as exc:
                 if body is not None and body.disconnected:
                     inst.breaker.release()
                     return  # the client went away; nobody to answer
                 self._check_body(body, inst)
-                if isinstance(exc, aiohttp.ClientConnectorError):
+                if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
                     inst.set_healthy(False)  # refused: skip it until a health poll says so
                 self._failed(inst, name, "unreachable", exc)
                 error = ProblemError(
@@ -286,8 +327,8 @@ class Proxy:
                 inst.breaker.record_failure()
             else:
                 inst.breaker.record_success()
-            if status >= 500 and not response.headers.get("Content-Type", "").startswith(
-                "application/problem+json"
+            if status >= 500 and not _content_type(response.raw_headers).startswith(
+                b"application/problem+json"
             ):
                 # Not one of our services' problems (a crash page, a proxy's HTML): its
                 # body may carry internals, so the client gets the gateway's own problem.
@@ -303,11 +344,31 @@ class Proxy:
                 await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
                 return
             if method != "HEAD":
-                async for chunk in response.content.iter_any():
+                async for chunk in response.iter_chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             response.release()
+
+    async def _send(
+        self,
+        inst: Instance,
+        method: str,
+        target: bytes,
+        headers: list[tuple[str, str]],
+        body: RequestBody | None,
+    ) -> Answer:
+        if method == "GET" and body is None and self.lean is not None:
+            address = self.lean.address(inst.url)
+            if address is not None:
+                lean: LeanResponse = await self.lean.get(address, target, headers)
+                return lean
+        assert self.session is not None
+        url = URL(inst.url + target.decode("latin-1"), encoded=True)
+        response = await self.session.request(
+            method, url, headers=headers, data=body, timeout=self.timeout, allow_redirects=False
+        )
+        return AiohttpAnswer(response)
 
     def _check_body(self, body: RequestBody | None, inst: Instance | None = None) -> None:
         if body is not None and (body.too_large or body.too_slow):

@@ -61,6 +61,9 @@ class GatewaySettings(CommonSettings):
     keepalive_timeout: float = Field(
         default=4.0, gt=0, validation_alias=_alias("keepalive_timeout")
     )
+    # GETs without a body over the gateway's lean HTTP/1.1 pool (gateway/upstream.py);
+    # false sends everything through aiohttp.
+    lean_upstream: bool = Field(default=True, validation_alias=_alias("lean_upstream"))
 
     # Circuit breaker per upstream: opens after this many consecutive failures, stays open
     # this long; active health checks every interval.

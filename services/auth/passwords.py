@@ -42,11 +42,16 @@ class HasherBusy(ProblemError):
         )
 
 
-def _lower_priority(nice: int) -> Callable[[], None]:
+def _lower_priority(nice: int, sched_idle: bool) -> Callable[[], None]:
     def initializer() -> None:
         # Linux schedules threads separately: this thread only, not the event loop's.
         with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            if sched_idle:
+                # pid 0 is the calling thread. A thread of the normal class that wakes up
+                # always preempts a SCHED_IDLE one; nice only lowers its share.
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            if nice:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
     return initializer
 
@@ -63,11 +68,12 @@ class PasswordHasher:
         concurrency: int = 4,
         queue_limit: int = 32,
         nice: int = 0,
+        sched_idle: bool = False,
     ) -> None:
         self._executor = ThreadPoolExecutor(
             max_workers=concurrency,
             thread_name_prefix="argon2",
-            initializer=_lower_priority(nice) if nice else None,
+            initializer=_lower_priority(nice, sched_idle) if nice or sched_idle else None,
         )
         self._concurrency = concurrency
         self._queue_limit = queue_limit
@@ -92,6 +98,7 @@ class PasswordHasher:
             concurrency=settings.hash_concurrency,
             queue_limit=settings.hash_queue_limit,
             nice=settings.hash_nice,
+            sched_idle=settings.hash_sched_idle,
         )
 
     @property

@@ -99,6 +99,21 @@ async def test_hash_threads_run_at_a_lower_cpu_priority_than_the_event_loop() ->
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_priority
 
 
+async def test_hash_threads_can_run_in_the_idle_scheduling_class() -> None:
+    hasher = PasswordHasher(**CHEAP, sched_idle=True)
+    try:
+        policy = await asyncio.get_running_loop().run_in_executor(
+            hasher._executor, lambda: os.sched_getscheduler(0)
+        )
+        # What the hasher is for: the hash itself still works in that class.
+        stored = await hasher.hash("correct horse battery")
+        assert (await hasher.verify("correct horse battery", stored))[0]
+    finally:
+        hasher.close()
+    assert policy == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the event loop's thread is untouched
+
+
 @pytest.mark.usefixtures("infra")
 async def test_a_login_storm_past_the_queue_gets_503s_and_no_500() -> None:
     async with auth_client(hash_concurrency=1, hash_queue_limit=1) as (app, client):

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from gateway.app import create_app
 from tests.integration.gateway.conftest import gateway, make_settings, routes_for, sent_headers
@@ -14,8 +15,9 @@ from tests.support.infra import Infra
 from tests.support.tokens import jwks_fetcher
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
 async def test_hop_by_hop_headers_are_dropped_both_ways(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
 ) -> None:
     headers = [
         ("Connection", "keep-alive, X-Secret-Hop"),
@@ -27,7 +29,7 @@ async def test_hop_by_hop_headers_are_dropped_both_ways(
         ("Proxy-Authorization", "Basic eDp5"),
         ("X-Kept", "yes"),
     ]
-    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+    async with gateway(make_settings(infra, routes_for(upstreams), lean_upstream=lean)) as client:
         response = await client.get("/api/v1/catalog/echo", headers=headers)
         cookies = await client.get("/api/v1/catalog/cookies")
     received = sent_headers(response.json())
@@ -38,11 +40,12 @@ async def test_hop_by_hop_headers_are_dropped_both_ways(
     assert "keep-alive" not in cookies.headers
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
 async def test_repeated_headers_query_strings_and_cookies_are_intact(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
 ) -> None:
     query = "a=1&a=2&b=x%20y&c=%2F&empty="
-    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+    async with gateway(make_settings(infra, routes_for(upstreams), lean_upstream=lean)) as client:
         response = await client.get(
             f"/api/v1/catalog/some%20thing?{query}",
             headers=[("X-Multi", "one"), ("X-Multi", "two")],
@@ -57,10 +60,11 @@ async def test_repeated_headers_query_strings_and_cookies_are_intact(
     assert set_cookies[0].startswith("a=1") and set_cookies[1].startswith("b=2")
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
 async def test_request_id_and_forwarding_headers(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
 ) -> None:
-    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+    async with gateway(make_settings(infra, routes_for(upstreams), lean_upstream=lean)) as client:
         given = await client.get(
             "/api/v1/catalog/echo",
             headers={
