@@ -94,6 +94,8 @@ def create_app(
                 connect_timeout=settings.connect_timeout,
                 total_timeout=settings.total_timeout,
             )
+            if settings.otel_enabled:
+                proxy.lean.enable_tracing()
         proxy.edge = EdgeAuth(app.state.token_verifier, app.state.redis)
         if settings.rate_limit_enabled:
             proxy.limiter = RateLimiter(

@@ -81,7 +81,9 @@ async def get(p: UpstreamPool, address: Address, target: bytes = b"/x") -> tuple
 
 def fixed(body: bytes, extra: bytes = b"") -> Answer:
     async def answer(head: bytes, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+        )
         return True
 
     return answer
@@ -265,3 +267,25 @@ def test_only_plain_http_urls_use_the_lean_client() -> None:
     assert default is not None and (default.port, default.host_header) == (80, "catalog")
     v6 = Address.of("http://[::1]:8002")
     assert v6 is not None and (v6.host, v6.host_header) == ("::1", "[::1]:8002")
+
+
+async def test_with_tracing_each_get_has_a_client_span_and_sends_its_traceparent() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with serve(fixed(b"ok")) as (server, address):
+        p = pool()
+        p.enable_tracing(provider)
+        assert await get(p, address, b"/traced") == (200, b"ok")
+        p.close()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["url.full"] == f"http://{address.host_header}/traced"
+    trace_id = format(span.context.trace_id, "032x")
+    span_id = format(span.context.span_id, "016x")
+    assert f"traceparent: 00-{trace_id}-{span_id}-".encode() in server.heads[0]
