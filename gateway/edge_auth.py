@@ -50,12 +50,27 @@ PUBLIC_ROUTES: tuple[PublicRule, ...] = (
 )
 
 
+def _by_method(rules: tuple[PublicRule, ...]) -> dict[str, re.Pattern[str]]:
+    """One alternation per method: a single match per request instead of one per rule."""
+    methods = {m for rule in rules for m in rule.methods}
+    return {
+        m: re.compile("|".join(f"(?:{r.pattern.pattern})" for r in rules if m in r.methods))
+        for m in methods
+    }
+
+
+_PUBLIC = _by_method(PUBLIC_ROUTES)
+_AUTH_SENSITIVE = _by_method(AUTH_SENSITIVE)
+
+
 def is_public(method: str, path: str) -> bool:
-    return any(rule.matches(method, path) for rule in PUBLIC_ROUTES)
+    pattern = _PUBLIC.get(method)
+    return pattern is not None and pattern.fullmatch(path) is not None
 
 
 def is_auth_sensitive(method: str, path: str) -> bool:
-    return any(rule.matches(method, path) for rule in AUTH_SENSITIVE)
+    pattern = _AUTH_SENSITIVE.get(method)
+    return pattern is not None and pattern.fullmatch(path) is not None
 
 
 def bearer_token(authorization: str | None) -> str | None:
