@@ -65,7 +65,7 @@ class AuthSettings(CommonSettings):
     # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests).
     hash_nice: int = Field(default=0, ge=0, le=19, validation_alias=_alias("hash_nice"))
     # Hash in Linux's SCHED_IDLE class: a request's thread that wakes up preempts a hash.
-    hash_sched_idle: bool = Field(default=True, validation_alias=_alias("hash_sched_idle"))
+    hash_sched_idle: bool = Field(default=False, validation_alias=_alias("hash_sched_idle"))
 
     # Rate limits in the `limits` notation ("N/second|minute|hour|day"), fixed windows in Redis.
     rate_login_ip: str = Field(default="30/minute", validation_alias=_alias("rate_login_ip"))
