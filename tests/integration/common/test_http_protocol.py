@@ -23,7 +23,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.0)
         await send({"type": "http.response.body", "body": b"second\n"})
         return
     if path == "/empty":
@@ -67,7 +67,7 @@ async def test_answers_keep_alive_head_no_content_and_streams_under_uvicorn() ->
     assert empty.status_code == 204 and empty.content == b""
     # The first chunk is not held back until the second: holding lasts one loop turn.
     assert b"".join(c for c, _ in arrivals) == b"first\nsecond\n"
-    assert arrivals[0][0] == b"first\n" and arrivals[0][1] < 0.3
+    assert arrivals[0][0] == b"first\n" and arrivals[0][1] < 0.8
 
 
 class Recording:

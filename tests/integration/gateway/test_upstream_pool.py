@@ -204,7 +204,7 @@ async def test_a_silent_server_times_out_and_the_slot_is_freed() -> None:
         started = loop.time()
         with pytest.raises(TimeoutError):
             await p.get(address, b"/", [])
-        assert 0.15 < loop.time() - started < 1.0
+        assert 0.15 < loop.time() - started < 2.0
         with pytest.raises(TimeoutError):  # the only slot came back
             await asyncio.wait_for(p.get(address, b"/", []), 1.0)
         p.close()
