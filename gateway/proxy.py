@@ -28,7 +28,6 @@ from gateway.settings import GatewaySettings
 from gateway.upstream import (
     ConnectFailed,
     ConnectTimeout,
-    LeanResponse,
     UpstreamError,
     UpstreamPool,
 )
@@ -361,8 +360,7 @@ class Proxy:
         if method == "GET" and body is None and self.lean is not None:
             address = self.lean.address(inst.url)
             if address is not None:
-                lean: LeanResponse = await self.lean.get(address, target, headers)
-                return lean
+                return await self.lean.get(address, target, headers)
         assert self.session is not None
         url = URL(inst.url + target.decode("latin-1"), encoded=True)
         response = await self.session.request(

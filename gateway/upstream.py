@@ -73,6 +73,7 @@ class LeanResponse:
         "_complete",
         "_conn",
         "_error",
+        "_released",
         "_waiter",
         "content_length",
         "raw_headers",
@@ -91,6 +92,7 @@ class LeanResponse:
         self._complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._released = False
 
     # --- fed by the connection (event-loop callbacks) ---
     def _feed(self, chunk: bytes) -> None:
@@ -150,7 +152,10 @@ class LeanResponse:
 
     def release(self) -> None:
         """Back to the pool if the answer was read to its end on a keep-alive
-        connection; otherwise the connection is closed."""
+        connection; otherwise the connection is closed. Once: it frees a slot."""
+        if self._released:
+            return
+        self._released = True
         self._conn.done(reusable=self._complete and not self._chunks)
 
 

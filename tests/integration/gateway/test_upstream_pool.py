@@ -230,6 +230,8 @@ async def test_unread_answer_or_a_cancelled_request_closes_the_connection() -> N
         p = pool(limit=1)
         unread: LeanResponse = await p.get(address, b"/", [])
         unread.release()  # body never read: its bytes must not answer the next request
+        unread.release()  # twice is once: the single slot is not freed twice
+        assert p._slots._value == 1
         assert p.idle_count(address) == 0
         waiting = asyncio.create_task(p.get(address, b"/wait", []))
         await asyncio.sleep(0.05)
