@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 
 from gateway.edge import GatewayEdge
 from gateway.edge_auth import EdgeAuth
+from gateway.front import GatewayApi
 from gateway.openapi import OpenApiCache
 from gateway.proxy import Proxy
 from gateway.ratelimit import Limit, RateLimiter
@@ -131,8 +132,10 @@ def create_app(
         background=[health],
         readiness={f"upstream:{u.name}": _upstream_check(table, u.name) for u in table.upstreams},
         jwks_fetcher=jwks_fetcher,
+        app_class=GatewayApi,
     )
     app = create_service_app(spec)
+    assert isinstance(app, GatewayApi)
     # Replace FastAPI's own /openapi.json and /docs by the merged document.
     app.router.routes[:] = [
         r
@@ -143,6 +146,7 @@ def create_app(
     own_paths = frozenset(
         p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
     )
+    app.proxied = lambda path: path not in own_paths and table.match(path) is not None
     # Inside ObservabilityMiddleware (added by the factory, outermost), so refused
     # preflights and every response still get a request id, a log line and metrics.
     app.user_middleware.append(

@@ -64,6 +64,8 @@ class ServiceSpec:
     jwks_fetcher: JwksFetcher | None = None
     # Tests pass an in-memory span exporter; production uses OTLP (settings.otel_enabled).
     span_exporter: Any = None
+    # The gateway's FastAPI subclass (its proxied requests skip FastAPI's outer layers).
+    app_class: type[FastAPI] = FastAPI
 
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
@@ -112,7 +114,7 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
 
 def create_app(spec: ServiceSpec) -> FastAPI:
     configure_logging(spec.name, spec.settings.log_level)
-    app = FastAPI(
+    app = spec.app_class(
         title=spec.title or f"{spec.name} service",
         description=spec.description,
         version=spec.version,

@@ -1,0 +1,77 @@
+"""The gateway's short lane: proxied requests skip FastAPI's outer layers, and lose
+nothing by it (errors are still problem+json with a request id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+
+from gateway.app import create_app
+from gateway.proxy import Proxy
+from tests.integration.gateway.conftest import client_for, make_settings, routes_for, serving
+from tests.integration.gateway.upstream import Upstream
+from tests.support.infra import Infra
+from tests.support.tokens import jwks_fetcher
+
+
+@pytest.fixture
+def outer_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
+    """(app, path) of the requests that went through FastAPI's outermost layer."""
+    calls: list[tuple[Any, str]] = []
+    original = ServerErrorMiddleware.__call__
+
+    async def counting(self: ServerErrorMiddleware, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            calls.append((scope["app"], scope["path"]))
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ServerErrorMiddleware, "__call__", counting)
+    return calls
+
+
+async def test_proxied_paths_skip_the_outer_layers_own_paths_do_not(
+    infra: Infra, upstreams: dict[str, Upstream], outer_calls: list[tuple[Any, str]]
+) -> None:
+    app = create_app(make_settings(infra, routes_for(upstreams)), jwks_fetcher=jwks_fetcher)
+    async with serving(app), client_for(app) as client:
+        proxied = await client.get("/api/v1/catalog/echo")
+        own = await client.get("/healthz")
+        unknown = await client.get("/nowhere")
+    assert proxied.status_code == 200 and proxied.json()["path"] == "/api/v1/catalog/echo"
+    assert proxied.headers["x-request-id"] and proxied.headers["x-frame-options"] == "DENY"
+    assert own.status_code == 200
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    # (the upstreams run in this process too: their calls are not the gateway's)
+    assert [path for owner, path in outer_calls if owner is app] == ["/healthz", "/nowhere"]
+
+
+async def test_an_unexpected_proxy_error_is_a_problem_500_with_a_request_id(
+    infra: Infra, upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Proxy, *args: Any) -> None:  # a bug we cannot cause otherwise
+        raise RuntimeError("bug in the proxy")
+
+    monkeypatch.setattr(Proxy, "forward", broken)
+    app = create_app(make_settings(infra, routes_for(upstreams)), jwks_fetcher=jwks_fetcher)
+    async with serving(app), client_for(app) as client:
+        response = await client.get("/api/v1/catalog/echo", headers={"X-Request-ID": "rid-42"})
+        after = await client.get("/healthz")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "rid-42"
+    assert "bug in the proxy" not in response.text
+    assert after.status_code == 200
+
+
+async def test_a_middleware_added_after_the_first_proxied_request_is_refused(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    app = create_app(make_settings(infra, routes_for(upstreams)), jwks_fetcher=jwks_fetcher)
+    async with serving(app), client_for(app) as client:
+        assert (await client.get("/api/v1/catalog/echo")).status_code == 200
+    with pytest.raises(RuntimeError):
+        app.add_middleware(GZipMiddleware)
