@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.cache import Cache
-from services.common.leanredis import LeanRedis
+from services.common.leanredis import LeanRedis, _parse
 from services.common.redis import create_redis
 from tests.integration.worker.smtp import free_port
 from tests.support.infra import Infra
@@ -90,3 +91,66 @@ async def test_a_cache_reading_through_it_falls_back_like_redis_py(infra: Infra)
         assert loads == 1 and not cache.guard.available  # tripped: Redis is skipped now
     finally:
         await down.aclose()
+
+
+async def _slow_redis(
+    delay: float, connections: list[int]
+) -> tuple[asyncio.AbstractServer, int]:
+    """A RESP server that answers `GET slow` only after `delay` (everything else at once)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        buf = b""
+        while data := await reader.read(65536):
+            buf += data
+            while (parsed := _parse(buf, 0)) is not None:
+                command, end = parsed
+                buf = buf[end:]
+                assert isinstance(command, list)
+                if command[:2] == [b"GET", b"slow"]:
+                    await asyncio.sleep(delay)
+                    writer.write(b"$4\r\nlate\r\n")
+                elif command[0] == b"GET":
+                    writer.write(b"$%d\r\n%s\r\n" % (len(command[1]), command[1]))
+                else:
+                    writer.write(b"+OK\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_reply_too_late_times_out_and_never_answers_a_later_call() -> None:
+    connections: list[int] = []
+    server, port = await _slow_redis(0.6, connections)
+    client = LeanRedis("127.0.0.1", port, client_name="test-slow", timeout=0.2)
+    try:
+        assert await client.get("first") == b"first"
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RedisTimeoutError):
+            await client.get("slow")
+        assert 0.15 < asyncio.get_running_loop().time() - started < 0.5
+        # The late "late" must not become this call's reply: a new connection answers it.
+        assert await client.get("after") == b"after"
+        await asyncio.sleep(0.6)
+        assert await client.get("again") == b"again"
+        assert len(connections) == 2
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_cancelled_call_leaves_the_connection_usable() -> None:
+    server, port = await _slow_redis(0.3, [])
+    client = LeanRedis("127.0.0.1", port, client_name="test-cancel", timeout=2.0)
+    try:
+        call = asyncio.ensure_future(client.get("slow"))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # The slow reply still arrives first and is matched to the cancelled call.
+        assert await client.get("next") == b"next"
+    finally:
+        await client.close()
+        server.close()
