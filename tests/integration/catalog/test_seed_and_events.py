@@ -38,6 +38,17 @@ async def test_seed_loads_n_products_idempotently(infra: Infra) -> None:
                     )
                 )
             ).one()
+            # Vacuumed and analysed by the seed, so autovacuum has nothing left for later.
+            maintained = (
+                await connection.execute(
+                    text(
+                        "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL"
+                        " FROM pg_stat_user_tables"
+                        " WHERE schemaname = 'catalog' AND relname = 'products'"
+                    )
+                )
+            ).one()
+        assert maintained == (True, True)
         assert counts == (500, 105, 3, True, True)
         assert categories == (105, 5)
         kitchen = (await client.get(f"{API}/categories/by-slug/seed-kitchen")).json()
