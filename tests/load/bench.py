@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> Report:
             depth=max(100, min(100_000, args.products // 4)),
             sql_runs=20 if args.smoke else 300,
             mix_steps=[4, 8] if args.smoke else [8, 16, 32, 64, 128, 256],
+            storm_pairs=1 if args.smoke else 3,
         )
         for run in _chosen(args.only):
             run(ctx)
