@@ -93,9 +93,7 @@ async def test_a_cache_reading_through_it_falls_back_like_redis_py(infra: Infra)
         await down.aclose()
 
 
-async def _slow_redis(
-    delay: float, connections: list[int]
-) -> tuple[asyncio.AbstractServer, int]:
+async def _slow_redis(delay: float, connections: list[int]) -> tuple[asyncio.AbstractServer, int]:
     """A RESP server that answers `GET slow` only after `delay` (everything else at once)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
