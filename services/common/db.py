@@ -32,7 +32,14 @@ def create_engine(settings: CommonSettings, **overrides: Any) -> AsyncEngine:
         "connect_args": {
             "statement_cache_size": settings.db_statement_cache_size,
             "timeout": 5,
-            "server_settings": {"application_name": settings.service_name},
+            "server_settings": {
+                "application_name": settings.service_name,
+                # Both in milliseconds; "0" turns a limit off.
+                "statement_timeout": str(round(settings.db_statement_timeout * 1000)),
+                "idle_in_transaction_session_timeout": str(
+                    round(settings.db_idle_in_transaction_timeout * 1000)
+                ),
+            },
         },
     }
     options.update(overrides)

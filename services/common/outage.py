@@ -13,8 +13,9 @@ RETRY_AFTER_SECONDS = 2
 
 # SQLSTATE classes of "the server cannot serve you now": 08 connection exception,
 # 57P0x admin/crash shutdown and "the database system is starting up", 53300 too
-# many connections.
-_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+# many connections, 57014 a statement cancelled at DB_STATEMENT_TIMEOUT (a lock held
+# too long, an overloaded server: its transaction is rolled back, nothing half-written).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300", "57014")
 
 # Everything an outage can raise; the handler still checks each one (a DBAPIError may
 # be a constraint violation, a bug).

@@ -38,6 +38,12 @@ class CommonSettings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_statement_cache_size: int = Field(default=100, ge=0)  # 0 behind pgbouncer
+    # Seconds one SQL statement may run before PostgreSQL cancels it (the request gets a
+    # 503); 0 = no limit. 15 s is the gateway's whole budget for an answer.
+    db_statement_timeout: float = Field(default=15.0, ge=0)
+    # Seconds a transaction may sit idle, holding its locks, before PostgreSQL ends its
+    # session; 0 = no limit.
+    db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
 
     # Redis: caches, rate limits, revocations, queue, streams; socket timeout in seconds.
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -25,6 +25,8 @@ def test_database_outages_are_recognised() -> None:
     assert unavailable_dependency(_dbapi(asyncpg.AdminShutdownError.sqlstate)) == "database"
     assert unavailable_dependency(_dbapi("08006")) == "database"
     assert unavailable_dependency(_dbapi("53300")) == "database"
+    # DB_STATEMENT_TIMEOUT reached (query_canceled)
+    assert unavailable_dependency(_dbapi(asyncpg.QueryCanceledError.sqlstate)) == "database"
     assert unavailable_dependency(_dbapi(None, invalidated=True)) == "database"
     assert unavailable_dependency(ConnectionRefusedError(111, "refused")) == "database"
 
