@@ -8,18 +8,35 @@ from services.common.app import ServiceSpec
 from services.common.app import create_app as build_app
 from services.common.cache import Cache
 from services.common.jwt import JwksFetcher
+from services.common.leanredis import LeanRedis
 from services.common.relay import relay_task
 from services.users import api
 from services.users.consumers import consume_events
 from services.users.models import Outbox
 from services.users.settings import UsersSettings
 
+# The name of the lean connection the profile cache reads over (CLIENT LIST).
+FAST_CLIENT_NAME = "users-cache-reads"
+
 
 async def startup(app: FastAPI) -> None:
     settings: UsersSettings = app.state.settings
-    app.state.profile_cache = Cache(
-        app.state.redis, "profiles", ttl=settings.profile_cache_ttl_seconds
+    # Cache reads (GET) over one pipelined connection per process, as catalog's do
+    # (services/common/leanredis.py); writes and locks stay on redis-py.
+    app.state.profile_cache_reads = LeanRedis.for_client(
+        app.state.redis, client_name=FAST_CLIENT_NAME
     )
+    app.state.profile_cache = Cache(
+        app.state.redis,
+        "profiles",
+        ttl=settings.profile_cache_ttl_seconds,
+        fast=app.state.profile_cache_reads,
+    )
+
+
+async def shutdown(app: FastAPI) -> None:
+    if app.state.profile_cache_reads is not None:
+        await app.state.profile_cache_reads.close()
 
 
 def create_app(
@@ -35,6 +52,7 @@ def create_app(
             title="Users service",
             description="Profiles of signed-in users and the admin user directory.",
             on_startup=[startup],
+            on_shutdown=[shutdown],
             background=background,
             jwks_fetcher=jwks_fetcher,
         )
