@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
             }
             targets = {"direct (upstream)": upstream.url}
             for name, factory, env in (
-                ("gateway (aiohttp, full)", "gateway.app:create_app()", gateway_env),
+                ("gateway (full)", "gateway.app:create_app()", gateway_env),
                 (
                     "bare proxy, aiohttp",
                     "tests.load.gateway_bench:aiohttp_proxy_app()",
