@@ -42,8 +42,9 @@ class CommonSettings(BaseSettings):
     # 503); 0 = no limit. 15 s is the gateway's whole budget for an answer.
     db_statement_timeout: float = Field(default=15.0, ge=0)
     # Seconds a transaction may sit idle, holding its locks, before PostgreSQL ends its
-    # session; 0 = no limit.
-    db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
+    # session; 0 = no limit. Longer than any job: the worker holds its per-email advisory
+    # lock in an open transaction while it talks to SMTP (WORKER_JOB_TIMEOUT_SECONDS).
+    db_idle_in_transaction_timeout: float = Field(default=300.0, ge=0)
 
     # Redis: caches, rate limits, revocations, queue, streams; socket timeout in seconds.
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -45,3 +45,15 @@ class WorkerSettings(CommonSettings):
     worker_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     # How often queue depth, oldest age and event-consumer lag are sampled.
     worker_sample_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lock_outlives_a_job(self) -> WorkerSettings:
+        # A job holds its advisory lock in an open transaction while it sends: a shorter
+        # idle-in-transaction limit would end that session (and the lock) mid-send, and
+        # a second run could send the same email again.
+        idle = self.db_idle_in_transaction_timeout
+        if idle and idle <= self.worker_job_timeout_seconds:
+            raise ValueError(
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT must be 0 or longer than WORKER_JOB_TIMEOUT_SECONDS"
+            )
+        return self
