@@ -140,3 +140,21 @@ async def test_the_worker_samples_lag_for_every_group(redis: aioredis.Redis) -> 
     assert value == 7
     count = await redis.xlen(stream_name("test.lag"))
     assert count == 7
+
+
+async def test_lag_is_counted_where_redis_does_not_report_it(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.worker import sampler
+
+    key = stream_name("test.lag6")
+    await ensure_groups(redis, ["test.lag6"], "old-redis")
+    ids = [await redis.xadd(key, {"i": str(i)}) for i in range(5)]
+    # What Redis 6.2 answers (no `lag` field), before and after two deliveries.
+    assert await sampler.group_lag(redis, key, {"last-delivered-id": b"0-0"}) == 5
+    assert await sampler.group_lag(redis, key, {"last-delivered-id": ids[1]}) == 3
+    assert await sampler.group_lag(redis, key, {"last-delivered-id": ids[1], "lag": None}) == 3
+    monkeypatch.setattr(sampler, "LAG_COUNT_CAP", 2)
+    assert await sampler.group_lag(redis, key, {"last-delivered-id": b"0-0"}) == 2
+    # Where Redis reports it, that figure is used as it is.
+    assert await sampler.group_lag(redis, key, {"last-delivered-id": b"0-0", "lag": 4}) == 4
