@@ -97,6 +97,18 @@ def test_metrics_are_counted_once_per_request_across_workers(sample: Supervisor)
             assert response.status_code == 200
             pids.add(response.json()["pid"])
         assert len(pids) == 2, pids  # else this would not test the aggregation
+        # A worker counts a request just after its answer has left (the middleware's
+        # `finally`), so a scrape served by the other worker at that instant can be one
+        # short: wait for the last count to land, then it must stay exact.
+        settle = time.monotonic() + 2
+        while (
+            _request_counts(client.get(_url(sample, "/metrics")).text).get(
+                ("GET", "/items/{item_id}", "200")
+            )
+            != sent
+            and time.monotonic() < settle
+        ):
+            time.sleep(0.05)
         for _ in range(8):
             text = client.get(_url(sample, "/metrics")).text
             counts = _request_counts(text)
