@@ -58,7 +58,10 @@ def _docs_router(settings: GatewaySettings, table: RoutingTable, proxy: Proxy) -
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, jwks_fetcher: JwksFetcher | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    jwks_fetcher: JwksFetcher | None = None,
+    span_exporter: Any = None,
 ) -> FastAPI:
     settings = settings or GatewaySettings()
     table = RoutingTable(
@@ -95,7 +98,7 @@ def create_app(
                 connect_timeout=settings.connect_timeout,
                 total_timeout=settings.total_timeout,
             )
-            if settings.otel_enabled:
+            if settings.otel_enabled or span_exporter is not None:
                 proxy.lean.enable_tracing()
         proxy.edge = EdgeAuth(app.state.token_verifier, app.state.redis)
         if settings.rate_limit_enabled:
@@ -132,6 +135,7 @@ def create_app(
         background=[health],
         readiness={f"upstream:{u.name}": _upstream_check(table, u.name) for u in table.upstreams},
         jwks_fetcher=jwks_fetcher,
+        span_exporter=span_exporter,
         app_class=GatewayApi,
     )
     app = create_service_app(spec)

@@ -354,7 +354,11 @@ class UpstreamPool:
         ) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            response = await self._get(address, target, [*headers, *carrier.items()])
+            # Our span's context replaces the caller's (traceparent, tracestate), as the
+            # aiohttp instrumentation does: two traceparent headers would be invalid.
+            ours = {name.lower() for name in carrier}
+            forwarded = [(n, v) for n, v in headers if n.lower() not in ours]
+            response = await self._get(address, target, [*forwarded, *carrier.items()])
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))

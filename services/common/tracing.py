@@ -17,9 +17,14 @@ _provider: Any = None
 
 
 def setup_tracing(service: str, exporter: Any = None) -> Any:
-    """Install a global tracer provider once per process; returns it."""
+    """Install a global tracer provider once per process; returns it. An exporter given
+    after that (a test's in-memory one) is added to the installed provider."""
     global _provider
     if _provider is not None:
+        if exporter is not None:
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+            _provider.add_span_processor(SimpleSpanProcessor(exporter))
         return _provider
     from opentelemetry import trace
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor

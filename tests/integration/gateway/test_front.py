@@ -11,7 +11,13 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.app import create_app
 from gateway.proxy import Proxy
-from tests.integration.gateway.conftest import client_for, make_settings, routes_for, serving
+from tests.integration.gateway.conftest import (
+    client_for,
+    make_settings,
+    routes_for,
+    sent_headers,
+    serving,
+)
 from tests.integration.gateway.upstream import Upstream
 from tests.support.infra import Infra
 from tests.support.tokens import jwks_fetcher
@@ -75,3 +81,30 @@ async def test_a_middleware_added_after_the_first_proxied_request_is_refused(
         assert (await client.get("/api/v1/catalog/echo")).status_code == 200
     with pytest.raises(RuntimeError):
         app.add_middleware(GZipMiddleware)
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
+async def test_a_proxied_request_is_still_traced(
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    settings = make_settings(infra, routes_for(upstreams), lean_upstream=lean)
+    app = create_app(settings, jwks_fetcher=jwks_fetcher, span_exporter=exporter)
+    trace = "5ac92f3577b34da6a3ce929d0e0e4742"
+    async with serving(app), client_for(app) as client:
+        response = await client.get(
+            "/api/v1/catalog/echo", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"}
+        )
+    assert response.status_code == 200
+    ours = [s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == trace]
+    kinds = {s.kind for s in ours}
+    # The gateway's server span (the OpenTelemetry middleware is on the lane) and the
+    # upstream call's client span, both in the caller's trace; the upstream got it too,
+    # once, with the client span as its parent (not the caller's span id).
+    assert SpanKind.SERVER in kinds and SpanKind.CLIENT in kinds, ours
+    (traceparent,) = sent_headers(response.json())["traceparent"]
+    client_span = next(s for s in ours if s.kind == SpanKind.CLIENT)
+    assert traceparent == f"00-{trace}-{client_span.context.span_id:016x}-01"
