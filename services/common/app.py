@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,11 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
             for job in spec.background:
                 tasks.append(asyncio.create_task(job(app), name=getattr(job, "__name__", "bg")))
             app.state.background_tasks = tasks
+            # Everything built so far (modules, routes, models, pools) lives as long as
+            # the worker: out of the collector's sight, a full collection walks only
+            # what requests create (measured on catalog: 65 ms -> ~0 for 136k objects;
+            # such a pause was a cached read's p99).
+            gc.freeze()
             yield
         finally:
             await stop_background(tasks)
