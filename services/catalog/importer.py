@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ P: Any = Product.__table__  # type: ignore[attr-defined]
 C: Any = Category.__table__  # type: ignore[attr-defined]
 OUTBOX: Any = Outbox.__table__  # type: ignore[attr-defined]
 CSV_COLUMNS = set(ProductCreate.model_fields)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 RowError = dict[str, Any]
 
 
@@ -89,6 +91,9 @@ def _csv_record(record: dict[str, Any]) -> dict[str, Any]:
             continue  # blank cell: the field's default (or "required" if it has none)
         if name == "image_urls":
             out[name] = [u for u in value.replace("|", " ").split() if u]
+        elif name == "stock" and _INTEGER.fullmatch(value.strip()):
+            # A CSV cell is text; JSON bodies must send a number (the field is strict).
+            out[name] = int(value)
         else:
             out[name] = value
     return out

@@ -31,7 +31,8 @@ Description = Annotated[str, StringConstraints(max_length=10_000)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 # ISO 4217 alphabetic code: three upper-case letters.
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Stock = Annotated[int, Field(ge=0, le=2_147_483_647)]
+# Strict: the schema says integer, and lax parsing would take `true` as 1 and "5" as 5.
+Stock = Annotated[int, Field(ge=0, le=2_147_483_647, strict=True)]
 
 
 def _https_url(value: str) -> str:
@@ -73,7 +74,7 @@ class ProductUpdate(Strict):
 
 
 class StockChange(Strict):
-    delta: Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+    delta: Annotated[int, Field(ge=-1_000_000, le=1_000_000, strict=True)]
 
 
 class ProductOut(BaseModel):

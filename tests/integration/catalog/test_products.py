@@ -68,6 +68,8 @@ async def test_validation_errors_are_problem_422() -> None:
             {"currency": "eur"},
             {"currency": "EURO"},
             {"stock": -1},
+            {"stock": True},  # found by the fuzzer on /stock: lax parsing took it as 1
+            {"stock": "5"},
             {"status": "deleted"},
             {"sku": "bad sku"},
             {"image_urls": ["http://insecure.example.com/a.jpg"]},
@@ -206,3 +208,15 @@ async def test_if_none_match_gives_304() -> None:
         )
         changed = await client.get(url, headers={"If-None-Match": etag})
         assert changed.status_code == 200 and changed.json()["name"] == "Changed"
+
+
+async def test_stock_delta_must_be_a_json_integer() -> None:
+    async with catalog_client() as (_, client):
+        product = await create_product(client)
+        url = f"{API}/products/{product['id']}/stock"
+        for delta in (True, "3", 1.5, None):
+            response = await client.post(url, json={"delta": delta}, headers=admin_headers())
+            assert is_problem(response, 422), (delta, response.text)
+        moved = await client.post(url, json={"delta": 2}, headers=admin_headers())
+        assert moved.status_code == 200
+        assert moved.json()["stock"] == product["stock"] + 2  # only the valid change applied
