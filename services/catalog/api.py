@@ -28,6 +28,7 @@ from services.common.db import SessionDep
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.pagination import Page, link_header
+from services.common.params import NO_NUL
 from services.common.security import AdminUser, OptionalUser, authenticate, bearer_token
 
 log = logging.getLogger("services.catalog.api")
@@ -173,7 +174,7 @@ async def get_product(product_id: ProductId, request: Request) -> Response:
 
 @router.get("/products/by-sku/{sku}", response_model=ProductOut, summary="One product by SKU")
 async def get_product_by_sku(
-    sku: Annotated[str, Path(max_length=64)],
+    sku: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     request: Request,
     session: SessionDep,
     principal: OptionalUser,

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from services.common.params import JSON_INTEGER, NO_NUL
 from services.common.urls import check_public_https_url
 
 ProductStatus = Literal["draft", "active", "archived"]
@@ -26,13 +27,15 @@ Slug = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=100),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
+]
+Description = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 # ISO 4217 alphabetic code: three upper-case letters.
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-# Strict: the schema says integer, and lax parsing would take `true` as 1 and "5" as 5.
-Stock = Annotated[int, Field(ge=0, le=2_147_483_647, strict=True)]
+Stock = Annotated[int, Field(ge=0, le=2_147_483_647), JSON_INTEGER]
 
 
 def _https_url(value: str) -> str:
@@ -74,7 +77,7 @@ class ProductUpdate(Strict):
 
 
 class StockChange(Strict):
-    delta: Annotated[int, Field(ge=-1_000_000, le=1_000_000, strict=True)]
+    delta: Annotated[int, Field(ge=-1_000_000, le=1_000_000), JSON_INTEGER]
 
 
 class ProductOut(BaseModel):
@@ -105,7 +108,8 @@ class ProductListQuery(Strict):
     in_stock: bool | None = None
     status: ProductStatus | None = None
     q: Annotated[
-        str | None, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+        str | None,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
     ] = None
 
 

@@ -20,3 +20,20 @@ def _rfc3339(value: Any) -> Any:
 
 
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+# PostgreSQL text cannot hold NUL (services/common/db.py refuses it with a 422): free
+# text that reaches the database says so in its schema, for clients and the fuzzer.
+NO_NUL = r"^[^\x00]*$"
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's `integer` is 5 or 5.0; pydantic's lax mode also takes true and "5",
+    # its strict mode refuses 5.0. Refuse just what the schema refuses.
+    if isinstance(value, bool | str):
+        raise ValueError("expected an integer")
+    return value
+
+
+# Last in an Annotated[int, Field(...), JSON_INTEGER]: after the constraints, so they
+# stay in the OpenAPI schema as minimum/maximum.
+JSON_INTEGER = BeforeValidator(_json_integer)

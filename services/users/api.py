@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from services.common.cache import Cache
 from services.common.db import SessionDep
 from services.common.pagination import CursorCodec, CursorQuery, LimitQuery, link_header
-from services.common.params import IsoDateTime
+from services.common.params import NO_NUL, IsoDateTime
 from services.common.security import AdminUser, CurrentUser
 from services.users import directory, service
 from services.users.etags import etag, if_match_versions, none_match
@@ -103,7 +103,7 @@ async def list_users(
     status: Status | None = None,
     created_after: IsoDateTime | None = None,
     created_before: IsoDateTime | None = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, pattern=NO_NUL)] = None,
 ) -> UserPage:
     codec = CursorCodec(request.app.state.settings.cursor_secret, "users")
     filters = directory.Filters(

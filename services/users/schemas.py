@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from services.common.params import NO_NUL
 from services.common.urls import check_public_https_url
 
 Role = Literal["user", "admin"]
@@ -57,8 +58,10 @@ def _display_name(value: str) -> str:
     return value
 
 
-DisplayName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_display_name)]
-Bio = Annotated[str, Field(max_length=1000)]
+DisplayName = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=NO_NUL), AfterValidator(_display_name)
+]
+Bio = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
 AvatarUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_https_url)]
 Locale = Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_locale)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)]
