@@ -7,10 +7,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic.json_schema import JsonDict
 
+# What `Request._encodable` refuses, said in the schema (for clients and the fuzzer):
+# no NUL, no lone surrogate. The validator enforces it; this only documents it.
+ENCODABLE: JsonDict = {"pattern": r"^[^\x00\ud800-\udfff]*$"}
 # Generous upper bounds: the password policy gives the precise message.
-PasswordField = Field(min_length=1, max_length=1024)
-TokenField = Field(min_length=1, max_length=512)
+PasswordField = Field(min_length=1, max_length=1024, json_schema_extra=ENCODABLE)
+TokenField = Field(min_length=1, max_length=512, json_schema_extra=ENCODABLE)
 
 
 class Request(BaseModel):
@@ -33,7 +37,7 @@ class RegisterRequest(Request):
 
 
 class LoginRequest(Request):
-    email: str = Field(min_length=1, max_length=320)
+    email: str = Field(min_length=1, max_length=320, json_schema_extra=ENCODABLE)
     password: str = PasswordField
 
 
@@ -41,11 +45,11 @@ class LoginForm(Request):
     """The OAuth2 password grant (RFC 6749 4.3), as Swagger's Authorize button sends it."""
 
     grant_type: Literal["password"] | None = None
-    username: str = Field(min_length=1, max_length=320)
+    username: str = Field(min_length=1, max_length=320, json_schema_extra=ENCODABLE)
     password: str = PasswordField
-    scope: str = Field(default="", max_length=1000)
-    client_id: str | None = Field(default=None, max_length=200)
-    client_secret: str | None = Field(default=None, max_length=200)
+    scope: str = Field(default="", max_length=1000, json_schema_extra=ENCODABLE)
+    client_id: str | None = Field(default=None, max_length=200, json_schema_extra=ENCODABLE)
+    client_secret: str | None = Field(default=None, max_length=200, json_schema_extra=ENCODABLE)
 
 
 class TokenRequest(Request):
