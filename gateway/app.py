@@ -24,7 +24,7 @@ from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import RoutingTable, poll_health
 from gateway.settings import GatewaySettings
 from gateway.upstream import UpstreamPool
-from services.common.app import ServiceSpec
+from services.common.app import ServiceSpec, tracing_on
 from services.common.app import create_app as create_service_app
 from services.common.health import ReadinessCheck
 from services.common.jwt import JwksFetcher
@@ -98,7 +98,7 @@ def create_app(
                 connect_timeout=settings.connect_timeout,
                 total_timeout=settings.total_timeout,
             )
-            if settings.otel_enabled or span_exporter is not None:
+            if tracing_on(spec):  # the same switch as the app's own spans
                 proxy.lean.enable_tracing()
         proxy.edge = EdgeAuth(app.state.token_verifier, app.state.redis)
         if settings.rate_limit_enabled:

@@ -92,7 +92,7 @@ def _csv_record(record: dict[str, Any]) -> dict[str, Any]:
         if name == "image_urls":
             out[name] = [u for u in value.replace("|", " ").split() if u]
         elif name == "stock" and _INTEGER.fullmatch(value.strip()):
-            # A CSV cell is text; JSON bodies must send a number (the field is strict).
+            # A CSV cell is text; the field refuses strings (JSON bodies send a number).
             out[name] = int(value)
         else:
             out[name] = value
