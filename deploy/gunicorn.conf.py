@@ -12,7 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
+# The gateway's operator listener (/metrics, /readyz): a port that is never published.
+if os.environ.get("OPERATOR_PORT"):
+    bind.append(f"0.0.0.0:{os.environ['OPERATOR_PORT']}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # uvicorn without its `server` response header (services/common/gunicorn_worker.py).
 worker_class = "services.common.gunicorn_worker.Worker"
@@ -28,6 +31,8 @@ max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "10000"))
 accesslog = None  # the app writes its own JSON access line with the request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Peers whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs, comma-separated):
+# the ingress in front of the gateway, the gateway in front of auth. Never "*".
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = os.environ.get("SERVICE_NAME", "shopstack")
 

@@ -160,6 +160,8 @@ def create_app(
             own_paths=own_paths,
             hsts_seconds=settings.hsts_seconds,
             cors=_cors_options(settings),
+            operator_port=settings.operator_port,
+            operator_networks=settings.operator_networks,
         )
     )
     return app

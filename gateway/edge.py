@@ -11,6 +11,8 @@ through Starlette's CORSMiddleware, so preflights and origin checks are Starlett
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -23,6 +25,9 @@ from services.common.errors import ProblemError, problem_response
 _VARY = b"vary"
 _CSP = b"content-security-policy"
 _NO_STORE_DROP = frozenset({b"cache-control", b"pragma"})
+# What only operators may read: metric series name upstream instances, readiness says
+# which dependency is down and when rate limiting fails open.
+OPERATOR_PATHS = frozenset({"/metrics", "/readyz"})
 
 
 class GatewayEdge:
@@ -34,10 +39,14 @@ class GatewayEdge:
         own_paths: frozenset[str],
         hsts_seconds: int,
         cors: dict[str, Any],
+        operator_port: int | None = None,
+        operator_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
     ) -> None:
         self.app = app
         self.proxy = proxy
         self.own_paths = own_paths
+        self.operator_port = operator_port
+        self.operator_networks = tuple(operator_networks)
         fixed = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
@@ -66,6 +75,12 @@ class GatewayEdge:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path in OPERATOR_PATHS and not self._operator(scope):
+            # As if it did not exist: no hint that an operator endpoint is there.
+            await problem_response(404, detail=f"No resource at {path}", instance=path)(
+                scope, receive, send
+            )
+            return
         if path.startswith(NO_STORE_PREFIXES):
             drop, extra = self._no_store
         elif path.startswith("/docs"):
@@ -98,6 +113,21 @@ class GatewayEdge:
             await self._cors(scope, receive, send_secured)
         else:
             await self._dispatch(scope, receive, send_secured)
+
+    def _operator(self, scope: Scope) -> bool:
+        """Came in on the operator listener, or from an operator network. The client is
+        the one uvicorn settled on (X-Forwarded-For only from FORWARDED_ALLOW_IPS)."""
+        server = scope.get("server")
+        if self.operator_port is not None and server and server[1] == self.operator_port:
+            return True
+        client = scope.get("client")
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.operator_networks)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Routed prefixes straight to the proxy (no FastAPI router, no exception layers:

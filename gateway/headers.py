@@ -24,6 +24,7 @@ _REQUEST_OWNED = frozenset(
         b"host",
         b"x-request-id",
         b"x-forwarded-for",
+        b"x-real-ip",
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"forwarded",
@@ -50,7 +51,8 @@ def _dropped(name: bytes, named: set[bytes]) -> bool:
 def request_headers(
     raw: Iterable[tuple[bytes, bytes]],
 ) -> tuple[list[tuple[str, str]], dict[bytes, bytes]]:
-    """(headers to forward, the few originals the gateway needs: host, x-forwarded-for).
+    """(headers to forward, the few originals the gateway needs: host, authorization,
+    content-length).
 
     Repeated headers stay repeated and in order."""
     raw = list(raw)
@@ -59,12 +61,8 @@ def request_headers(
     seen: dict[bytes, bytes] = {}
     for name, value in raw:
         name = name.lower()
-        if name in (b"host", b"x-forwarded-for", b"authorization", b"content-length"):
-            seen[name] = (
-                value
-                if name != b"x-forwarded-for" or name not in seen
-                else (seen[name] + b", " + value)
-            )
+        if name in (b"host", b"authorization", b"content-length"):
+            seen[name] = value
         if _dropped(name, named) or name in _REQUEST_OWNED or name.startswith(b"x-user-"):
             continue
         out.append((name.decode("latin-1"), value.decode("latin-1")))

@@ -203,10 +203,12 @@ class Proxy:
                 ("x-user-role", principal.role),
                 ("x-session-id", principal.session_id),
             ]
-        forwarded_for = seen.get(b"x-forwarded-for", b"").decode("latin-1")
+        # The client's address alone: uvicorn derived it from the peer, or from a trusted
+        # proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS); what the client wrote is dropped.
         headers += [
             ("x-request-id", scope.get("state", {}).get("request_id", "")),
-            ("x-forwarded-for", f"{forwarded_for}, {ip}" if forwarded_for else ip),
+            ("x-forwarded-for", ip),
+            ("x-real-ip", ip),
             ("x-forwarded-proto", scope.get("scheme", "http")),
         ]
         if b"host" in seen:

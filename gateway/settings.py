@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from ipaddress import ip_network
+
+from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -84,6 +86,16 @@ class GatewaySettings(CommonSettings):
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
     hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
     docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))
+    # Operator endpoints (/metrics, /readyz) answer only on the operator listener
+    # (OPERATOR_PORT, bound by deploy/gunicorn.conf.py and never published) or to a
+    # client in these networks (the machine itself); anyone else gets a 404.
+    operator_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=_alias("operator_port", "OPERATOR_PORT")
+    )
+    operator_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        validation_alias=_alias("operator_networks"),
+    )
     openapi_cache_seconds: float = Field(
         default=60.0, gt=0, validation_alias=_alias("openapi_cache_seconds")
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import time
 import uuid
@@ -55,26 +54,17 @@ def auth_context(request: Request) -> AuthContext:
 Ctx = Annotated[AuthContext, Depends(auth_context)]
 
 
-def client_ip(request: Request, trusted_hops: int) -> str:
-    """The caller's address: the entry our own proxies (the gateway) appended to
-    X-Forwarded-For, never one the client could have written itself."""
-    peer = request.client.host if request.client else "unknown"
-    if trusted_hops <= 0:
-        return peer
-    header = request.headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in header.split(",") if h.strip()]
-    if len(hops) < trusted_hops:
-        return peer
-    candidate = hops[-trusted_hops]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return peer
+def client_ip(request: Request) -> str:
+    """The caller's address. Under gunicorn, uvicorn's proxy-headers middleware has
+    already replaced the peer by the gateway's X-Forwarded-For entry, and only when the
+    peer is a trusted proxy (FORWARDED_ALLOW_IPS: the gateway's addresses): a header
+    sent by anyone else, or written by the client, never becomes the address."""
+    return request.client.host if request.client else "unknown"
 
 
-def get_client(request: Request, ctx: Ctx) -> Client:
+def get_client(request: Request) -> Client:
     return Client(
-        ip=client_ip(request, ctx.settings.trusted_proxy_hops),
+        ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
 

@@ -89,8 +89,6 @@ class AuthSettings(CommonSettings):
     uniform_response_seconds: float = Field(
         default=0.25, ge=0, le=5, validation_alias=_alias("uniform_response_seconds")
     )
-    # Proxies in front of auth that append to X-Forwarded-For (the gateway: 1).
-    trusted_proxy_hops: int = Field(default=1, ge=0, validation_alias=_alias("trusted_proxy_hops"))
 
     # Relay + event consumer; tests that drive them by hand turn them off.
     background_tasks: bool = Field(default=True, validation_alias=_alias("background_tasks"))

@@ -72,13 +72,17 @@ async def test_request_id_and_forwarding_headers(
                 "X-Forwarded-For": "203.0.113.9",
                 "X-Forwarded-Host": "evil.example",
                 "X-Forwarded-Proto": "gopher",
+                "X-Real-IP": "203.0.113.10",
             },
         )
         made = await client.get("/api/v1/catalog/echo")
     received = sent_headers(given.json())
     assert received["x-request-id"] == ["req-abc-123"]
     assert given.headers.get_list("x-request-id") == ["req-abc-123"]  # once, not twice
-    assert received["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+    # The client's own X-Forwarded-For/X-Real-IP are dropped: only the address the
+    # gateway settled on goes upstream (auth keys its per-IP limits on it).
+    assert received["x-forwarded-for"] == ["127.0.0.1"]
+    assert received["x-real-ip"] == ["127.0.0.1"]
     assert received["x-forwarded-host"] == ["gw.test"]
     assert received["x-forwarded-proto"] == ["http"]
     generated = sent_headers(made.json())["x-request-id"]
