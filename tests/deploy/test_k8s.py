@@ -34,7 +34,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
             crds.append(doc)  # a CRD: no schema in kubernetes-validate; checked below
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    assert [d["kind"] for d in crds] == ["ServiceMonitor"]
+    assert [d["kind"] for d in crds] == ["ServiceMonitor", "ServiceMonitor"]
     # The validator does reject a broken manifest.
     broken = {
         "apiVersion": "apps/v1",
@@ -68,11 +68,19 @@ def test_deployment_probes_ports_and_security(rendered: list[dict[str, Any]], na
     pod = by_kind(rendered, "Deployment")[name]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == [name]
-    assert container["ports"] == [{"name": "http", "containerPort": PORTS[name], "protocol": "TCP"}]
+    http = {"name": "http", "containerPort": PORTS[name], "protocol": "TCP"}
+    # The gateway answers /readyz and /metrics on its operator port only.
+    ready_port = "operator" if name == "gateway" else "http"
+    if name == "gateway":
+        operator = {"name": "operator", "containerPort": 9000, "protocol": "TCP"}
+        assert container["ports"] == [http, operator]
+        assert {"name": "OPERATOR_PORT", "value": "9000"} in container["env"]
+    else:
+        assert container["ports"] == [http]
     probes = {
         k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
     }
-    assert probes["readinessProbe"] == {"path": "/readyz", "port": "http"}
+    assert probes["readinessProbe"] == {"path": "/readyz", "port": ready_port}
     assert probes["livenessProbe"] == probes["startupProbe"] == {"path": "/healthz", "port": "http"}
     sec = container["securityContext"]
     assert sec["runAsNonRoot"] and sec["readOnlyRootFilesystem"]
@@ -123,12 +131,24 @@ def test_secret_references_exist_in_the_dev_secret() -> None:
 
 
 def test_service_monitor_scrapes_every_service(rendered: list[dict[str, Any]]) -> None:
-    (monitor,) = by_kind(rendered, "ServiceMonitor").values()
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
-    assert endpoint["relabelings"][0]["targetLabel"] == "service"
-    for service in by_kind(rendered, "Service").values():
-        labels = service["metadata"]["labels"]
-        assert selector.items() <= labels.items()
-        assert any(p["name"] == endpoint["port"] for p in service["spec"]["ports"])
+    monitors = by_kind(rendered, "ServiceMonitor")
+    scraped: dict[str, str] = {}
+    for monitor in monitors.values():
+        selector = monitor["spec"]["selector"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["relabelings"][0]["targetLabel"] == "service"
+        for service in by_kind(rendered, "Service").values():
+            labels = service["metadata"]["labels"]
+            if not selector["matchLabels"].items() <= labels.items():
+                continue
+            excluded = any(
+                e["operator"] == "NotIn" and labels.get(e["key"]) in e["values"]
+                for e in selector.get("matchExpressions", ())
+            )
+            if excluded:
+                continue
+            assert service["metadata"]["name"] not in scraped  # scraped once
+            assert any(p["name"] == endpoint["port"] for p in service["spec"]["ports"])
+            scraped[service["metadata"]["name"]] = endpoint["port"]
+    assert scraped == {name: "operator" if name == "gateway" else "http" for name in APPS}
