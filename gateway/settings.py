@@ -7,9 +7,8 @@ instances; GATEWAY_AUTH_URL... spellings win).
 
 from __future__ import annotations
 
-from typing import Any
-
 from ipaddress import ip_network
+from typing import Any
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.auth.models import Account, Inbox
 from services.auth.rules import ACTIVE, account_by_id, now, revoke_all_sessions
+from services.common.events import EventVerifier
 from services.common.inbox import first_delivery
 from services.common.revocation import revoke_user_tokens
 from services.common.streams import Event, Handler, StreamConsumer
@@ -94,7 +95,9 @@ def handler_for(
 
 
 def build_consumer(
-    factory: async_sessionmaker[AsyncSession], redis: aioredis.Redis
+    factory: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    verifier: EventVerifier | None = None,
 ) -> StreamConsumer:
     return StreamConsumer(
         redis,
@@ -102,10 +105,12 @@ def build_consumer(
         consumer=f"auth-{socket.gethostname()}-{os.getpid()}",
         handlers={topic: handler_for(factory, redis, topic) for topic in APPLY},
         block_ms=BLOCK_MS,
+        verifier=verifier,
     )
 
 
 async def consume_events(app: FastAPI) -> None:
     """A ServiceSpec.background task on the shared Redis client (StreamConsumer keeps its
     blocking reads within that client's socket timeout)."""
-    await build_consumer(app.state.session_factory, app.state.redis).run()
+    verifier = EventVerifier(app.state.settings)  # only events signed by users count
+    await build_consumer(app.state.session_factory, app.state.redis, verifier).run()

@@ -8,17 +8,19 @@ from typing import Any
 from fastapi import FastAPI
 from saq import Queue
 
-from services.common.events import publish_event
+from services.common.events import publish_event, signing_key
 from services.common.jobs import email_queue, enqueue_email
 from services.common.outbox import OutboxBase, Publisher, run_relay
 
 
-def redis_publisher(app: FastAPI, queue: Queue) -> Publisher:
+def redis_publisher(app: FastAPI, queue: Queue, service: str) -> Publisher:
+    key = signing_key(app.state.settings, service)  # events leave signed as this producer
+
     async def publish(row: OutboxBase) -> None:
         if row.kind == "email":
             await enqueue_email(queue, row)
         else:
-            await publish_event(app.state.redis, row)
+            await publish_event(app.state.redis, row, key)
 
     return publish
 
@@ -33,9 +35,8 @@ def relay_task(
         # On app.state for inspection; closed when the lifespan cancels this task.
         queue = app.state.email_queue = email_queue(settings.redis_url, settings.redis_timeout)
         try:
-            await run_relay(
-                app.state.session_factory, model, redis_publisher(app, queue), service=service
-            )
+            publisher = redis_publisher(app, queue, service)
+            await run_relay(app.state.session_factory, model, publisher, service=service)
         finally:
             await queue.disconnect()
 

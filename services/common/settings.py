@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "changethis-dev-only"  # noqa: S105 - the refused default, not a secret
@@ -52,6 +52,11 @@ class CommonSettings(BaseSettings):
 
     # Secret used to sign pagination cursors (HMAC); must be set outside development.
     cursor_secret: str = DEV_SECRET
+
+    # Domain events are signed (HMAC-SHA256) per producer: EVENT_SIGNING_KEYS is JSON
+    # {"auth": "...", "users": "...", "catalog": "..."}; a producer without an entry gets
+    # a key derived from CURSOR_SECRET (services/common/events.py).
+    event_signing_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     # Access-token verification (every service and the gateway verify the same way).
     jwt_issuer: str = "http://auth:8001"

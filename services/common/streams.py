@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 
 from services.common.cancel import pause, raise_if_cancel_requested
 from services.common.context import request_id_var
-from services.common.events import stream_name
+from services.common.events import STREAM_PREFIX, EventVerifier, stream_name
 from services.common.redis import REDIS_ERRORS, blocking_reader
 
 log = logging.getLogger("services.streams")
@@ -36,6 +36,11 @@ EVENTS_CONSUMED = Counter(
 )
 EVENTS_FAILED = Counter(
     "events_failed_total", "Event handler failures (to be redelivered)", ["group", "topic"]
+)
+EVENTS_REJECTED = Counter(
+    "events_rejected_total",
+    "Entries dropped unhandled: unsigned, badly signed or from the wrong producer",
+    ["group", "topic"],
 )
 EVENT_LAG = Gauge(
     "event_consumer_lag_messages",
@@ -64,10 +69,12 @@ class Event:
 Handler = Callable[[Event], Awaitable[None]]
 
 
-def _decode(stream_id: bytes | str, fields: dict[Any, Any]) -> Event:
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
+
+def _decode(stream_id: bytes | str, fields: dict[Any, Any]) -> Event:
+    text = _text
     f = {text(k): text(v) for k, v in fields.items()}
     return Event(
         id=f.get("id", text(stream_id)),
@@ -100,8 +107,11 @@ class StreamConsumer:
         batch: int = 50,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
+        verifier: EventVerifier | None = None,
     ) -> None:
         self.redis = blocking_reader(redis, block_ms / 1000)
+        # The services always pass one; None (tests of the mechanics) believes any entry.
+        self.verifier = verifier
         self.group = group
         self.consumer = consumer
         self.handlers = handlers
@@ -111,6 +121,7 @@ class StreamConsumer:
         for topic in handlers:  # series exist from the start: increase() sees the first one
             EVENTS_CONSUMED.labels(group, topic)
             EVENTS_FAILED.labels(group, topic)
+            EVENTS_REJECTED.labels(group, topic)
         # Failed rounds of the run loop by exception type (what a test or operator checks).
         self.failures: collections.Counter[str] = collections.Counter()
 
@@ -133,6 +144,21 @@ class StreamConsumer:
         EVENTS_CONSUMED.labels(self.group, event.topic).inc()
         return True
 
+    async def accept(self, topic: str, stream_id: bytes | str, fields: dict[Any, Any]) -> bool:
+        """Handle one entry of `topic`'s stream if it is authentic; a forged one is
+        acknowledged unhandled (dropped), logged and counted, never retried."""
+        if self.verifier is not None:
+            plain = {_text(k): _text(v) for k, v in fields.items()}
+            if not self.verifier.verify(topic, plain):
+                await self.redis.xack(stream_name(topic), self.group, stream_id)
+                EVENTS_REJECTED.labels(self.group, topic).inc()
+                log.warning(
+                    "event with no valid signature dropped",
+                    extra={"topic": topic, "stream_id": _text(stream_id)},
+                )
+                return False
+        return await self.handle(_decode(stream_id, fields))
+
     async def reclaim(self) -> int:
         """Take over entries a dead consumer left pending, and handle them."""
         handled = 0
@@ -147,7 +173,7 @@ class StreamConsumer:
             )
             for stream_id, fields in messages:
                 if fields is not None:
-                    handled += await self.handle(_decode(stream_id, fields))
+                    handled += await self.accept(topic, stream_id, fields)
         return handled
 
     async def poll(self, block_ms: int | None = None) -> int:
@@ -178,10 +204,11 @@ class StreamConsumer:
 
     async def _handle_all(self, result: Any) -> int:
         handled = 0
-        for _stream, messages in result or []:
+        for stream, messages in result or []:
+            topic = _text(stream).removeprefix(STREAM_PREFIX)
             for stream_id, fields in messages:
                 if fields:  # an entry trimmed from the stream while pending has none
-                    handled += await self.handle(_decode(stream_id, fields))
+                    handled += await self.accept(topic, stream_id, fields)
         return handled
 
     async def sample_lag(self) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common.cache import Cache
+from services.common.events import EventVerifier
 from services.common.inbox import first_delivery
 from services.common.streams import Event, Handler, StreamConsumer
 from services.users.models import Inbox
@@ -64,6 +65,7 @@ def build_consumer(
     claim_idle_ms: int = 30_000,
     batch: int = 50,
     block_ms: int = 1000,
+    verifier: EventVerifier | None = None,
 ) -> StreamConsumer:
     return StreamConsumer(
         redis,
@@ -74,6 +76,7 @@ def build_consumer(
         batch=batch,
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,
+        verifier=verifier,
     )
 
 
@@ -91,5 +94,6 @@ async def consume_events(app: FastAPI) -> None:
         claim_idle_ms=settings.consumer_claim_idle_ms,
         batch=settings.consumer_batch,
         block_ms=BLOCK_MS,
+        verifier=EventVerifier(settings),  # only events signed by auth count
     )
     await consumer.run()

@@ -190,9 +190,11 @@ def test_client_address_is_trusted_from_the_ingress_and_gateway_only(
     # Who can put a forwarded address in front of the gateway's and auth's API ports.
     callers = [INGRESS, PROMETHEUS, OTHER_NAMESPACE, *pods.values()]
     assert [c for c in callers if allowed(rendered, c, pods["gateway"], 8000)] == [INGRESS]
-    to_auth = {c.labels.get("app.kubernetes.io/name") for c in callers[2:] if allowed(
-        rendered, c, pods["auth"], 8001
-    )}
+    to_auth = {
+        c.labels.get("app.kubernetes.io/name")
+        for c in callers[2:]
+        if allowed(rendered, c, pods["auth"], 8001)
+    }
     assert to_auth == {"gateway", "users", "catalog"}  # users/catalog: the JWKS only
     # Operator endpoints are on a port the ingress never routes to.
     (ingress,) = [d for d in rendered if d["kind"] == "Ingress"]

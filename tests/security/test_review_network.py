@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -37,8 +37,10 @@ def loopback_client_address() -> str:
 
 
 def documentation_address() -> str:
-    return f"198.51.100.{random.randint(1, 254)}" if random.random() < 0.5 else (
-        f"203.0.113.{random.randint(1, 254)}"
+    return (
+        f"198.51.100.{random.randint(1, 254)}"
+        if random.random() < 0.5
+        else (f"203.0.113.{random.randint(1, 254)}")
     )
 
 

@@ -9,7 +9,7 @@ import uuid
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from services.common.events import stream_name
+from services.common.events import signature, signing_key, stream_name
 from services.common.streams import _decode, ensure_groups
 from services.users.consumers import build_consumer
 
@@ -23,15 +23,10 @@ async def publish(app: FastAPI, event_id: str, user_id: str, email: str) -> None
         "role": "user",
         "created_at": "2026-01-02T03:04:05+00:00",
     }
-    await app.state.redis.xadd(
-        stream_name(TOPIC),
-        {
-            "id": event_id,
-            "topic": TOPIC,
-            "data": json.dumps(data),
-            "request_id": "",
-        },
-    )
+    fields = {"id": event_id, "topic": TOPIC, "data": json.dumps(data), "request_id": ""}
+    # Signed as auth signs it: the service's consumer drops anything else.
+    fields["sig"] = signature(signing_key(app.state.settings, "auth"), fields)
+    await app.state.redis.xadd(stream_name(TOPIC), fields)
 
 
 async def profile_rows(app: FastAPI, ids: list[str]) -> list[tuple[str, str, int]]:
