@@ -31,7 +31,7 @@ from services.auth.schemas import (
     TokenResponse,
 )
 from services.common.db import SessionDep
-from services.common.errors import ProblemError
+from services.common.errors import ProblemError, parse_json_body
 from services.common.security import CurrentUser
 
 PREFIX = "/api/v1/auth"
@@ -158,11 +158,7 @@ async def _credentials(request: Request) -> tuple[str, str]:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         parsed: LoginForm = _validate(LoginForm, fields)
         return parsed.username, parsed.password
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(400, "The body is not valid JSON.", type_="invalid-body") from None
-    body: LoginRequest = _validate(LoginRequest, data)
+    body: LoginRequest = _validate(LoginRequest, parse_json_body(await request.body()))
     return body.email, body.password
 
 
