@@ -174,8 +174,14 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
     # A spent token came back: it was stolen or replayed. Kill the whole family.
     session_row = await session.get(Session, known.session_id)
     if session_row is not None:
-        await _revoke_family(session, ctx, session_row, "reuse")
-        await session.commit()  # the revocation must survive the error response
+        if session_row.revoked_at is None:
+            session_row.revoked_at = now()
+            session_row.revoke_reason = "reuse"
+            session.add(session_row)
+        # Durable first: the revocation must survive the error response and a Redis
+        # outage (the refresh tokens die with the row). Redis then kills the access
+        # tokens; if it is down the client gets a 503, and its retry lands here again.
+        await session.commit()
         security_log.warning(
             "refresh token reuse detected; session revoked",
             extra={
@@ -184,6 +190,7 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
                 "user_id": str(session_row.account_id),
             },
         )
+        await revoke_session(ctx.redis, str(session_row.id))
     metrics.TOKEN_REFRESHES.labels("reuse_detected").inc()
     metrics.REFRESH_REUSE.inc()
     raise invalid_refresh()

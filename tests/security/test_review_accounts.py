@@ -1,0 +1,153 @@
+"""Issue 18 review findings on accounts and tokens: each test performs the attack (or
+causes the fault) and asserts it now fails. docs/security.md lists them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import pytest
+from jose import jwt
+from sqlmodel import select
+
+from services.auth.models import Session
+from services.common.redis import create_redis
+from services.users.app import create_app as users_app
+from services.users.settings import UsersSettings
+from tests.integration.auth.support import (
+    PASSWORD,
+    auth_client,
+    bearer,
+    emails,
+    login,
+    new_email,
+    register,
+    token_from,
+    verified_user,
+)
+from tests.integration.auth.test_manage import manage
+from tests.support.asgi import running
+
+pytestmark = pytest.mark.usefixtures("infra")
+
+AUTH = "/api/v1/auth"
+USERS = "/api/v1/users"
+
+
+def closed_port() -> int:
+    """A local port nobody listens on: connections to it are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+def role_of(tokens: dict[str, Any]) -> str:
+    return str(jwt.get_unverified_claims(tokens["access_token"])["role"])
+
+
+# ---- refresh reuse is recorded before Redis is told ---------------------------------------
+
+
+async def test_refresh_reuse_revokes_the_family_even_when_redis_is_down() -> None:
+    async with auth_client() as (app, client):
+        _, tokens = await verified_user(app, client)
+        stolen = tokens["refresh_token"]
+        rotated = await client.post(f"{AUTH}/refresh", json={"refresh_token": stolen})
+        assert rotated.status_code == 200
+        ctx = app.state.auth
+        healthy, ctx.redis = ctx.redis, create_redis(f"redis://127.0.0.1:{closed_port()}/0", 0.5)
+        try:
+            replay = await client.post(f"{AUTH}/refresh", json={"refresh_token": stolen})
+        finally:
+            await ctx.redis.aclose()
+            ctx.redis = healthy
+        assert replay.status_code in (401, 503), replay.text
+        # The reuse is on record: the family is revoked in the database...
+        async with app.state.session_factory() as session:
+            sid = jwt.get_unverified_claims(tokens["access_token"])["sid"]
+            row = (await session.exec(select(Session).where(Session.id == uuid.UUID(sid)))).one()
+        assert row.revoked_at is not None and row.revoke_reason == "reuse"
+        # ...so the thief's (or the owner's) rotated token is dead too.
+        later = await client.post(
+            f"{AUTH}/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+        )
+        assert later.status_code == 401
+        # Once Redis is back, the replay also kills the session's access tokens.
+        again = await client.post(f"{AUTH}/refresh", json={"refresh_token": stolen})
+        assert again.status_code == 401
+        assert (
+            await client.get(f"{AUTH}/sessions", headers=bearer(tokens["access_token"]))
+        ).status_code == 401
+
+
+# ---- a CLI-promoted admin can be demoted ------------------------------------------------
+
+
+async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None:
+    async with AsyncExitStack() as stack:
+        auth, auth_http = await stack.enter_async_context(auth_client(background_tasks=True))
+
+        async def auth_jwks() -> dict[str, Any]:
+            body: dict[str, Any] = (await auth_http.get("/.well-known/jwks.json")).json()
+            return body
+
+        users = users_app(
+            UsersSettings(background_tasks=True, cursor_secret="review-tests"),
+            jwks_fetcher=auth_jwks,
+        )
+        users_http: httpx.AsyncClient = await stack.enter_async_context(running(users))
+
+        target = new_email()
+        await register(auth_http, target)
+        admin = new_email()
+        created = await manage(
+            "create-admin", "--email", admin, "--password-stdin", stdin=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+        target_tokens = await login(auth_http, target)
+        target_id = jwt.get_unverified_claims(target_tokens["access_token"])["sub"]
+
+        promoted = await manage("promote", "--email", target)
+        assert promoted.returncode == 0, promoted.stderr
+        admin_headers = bearer((await login(auth_http, admin))["access_token"])
+
+        async def users_sees(role: str) -> bool:
+            r = await users_http.get(f"{USERS}/{target_id}", headers=admin_headers)
+            return r.status_code == 200 and r.json()["role"] == role
+
+        # The users service learns of the CLI promotion (it used to keep "user").
+        await eventually(lambda: users_sees("admin"))
+        listed = await users_http.get(f"{USERS}?role=admin&limit=100", headers=admin_headers)
+        assert target_id in {item["id"] for item in listed.json()["items"]}
+
+        promoted_tokens = await login(auth_http, target)
+        assert role_of(promoted_tokens) == "admin"
+        current = await users_http.get(f"{USERS}/{target_id}", headers=admin_headers)
+        demoted = await users_http.patch(
+            f"{USERS}/{target_id}",
+            json={"role": "user"},
+            headers={**admin_headers, "If-Match": current.headers["etag"]},
+        )
+        assert demoted.status_code == 200 and demoted.json()["role"] == "user", demoted.text
+        # The demotion revokes the admin tokens at once...
+        me = await users_http.get(f"{USERS}/me", headers=bearer(promoted_tokens["access_token"]))
+        assert me.status_code == 401
+        # ...and auth applies it: the next token says "user".
+
+        async def auth_says_user() -> bool:
+            return role_of(await login(auth_http, target)) == "user"
+
+        await eventually(auth_says_user)
