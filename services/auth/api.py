@@ -112,8 +112,8 @@ async def register(
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
-async def verify_email(body: TokenRequest, session: SessionDep) -> Response:
-    await service.verify_email(session, body.token)
+async def verify_email(body: TokenRequest, session: SessionDep, ctx: Ctx) -> Response:
+    await service.verify_email(session, ctx, body.token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

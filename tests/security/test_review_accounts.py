@@ -151,3 +151,73 @@ async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None
             return role_of(await login(auth_http, target)) == "user"
 
         await eventually(auth_says_user)
+
+
+# ---- /password/change is not an unlimited oracle ----------------------------------------
+
+
+async def test_password_change_guessing_with_a_stolen_token_is_bounded() -> None:
+    async with auth_client(lockout_threshold=5) as (app, client):
+        _, tokens = await verified_user(app, client)
+        stolen = bearer(tokens["access_token"])
+        codes = []
+        for n in range(20):
+            r = await client.post(
+                f"{AUTH}/password/change",
+                json={"current_password": f"guess number {n}", "new_password": "x" * 20 + "new"},
+                headers=stolen,
+            )
+            codes.append(r.status_code)
+        assert codes.count(400) <= 5, codes  # wrong guesses actually checked
+        assert codes[-1] == 429
+        # The right guess no longer tells the thief anything either.
+        right = await client.post(
+            f"{AUTH}/password/change",
+            json={"current_password": PASSWORD, "new_password": "another long passphrase 42"},
+            headers=stolen,
+        )
+        assert right.status_code == 429 and "retry-after" in right.headers
+        # The owner's login is not the thing locked.
+        await login(client, await _email_of(app, tokens))
+
+
+async def _email_of(app: Any, tokens: dict[str, Any]) -> str:
+    from services.auth.models import Account
+
+    async with app.state.session_factory() as session:
+        sub = uuid.UUID(jwt.get_unverified_claims(tokens["access_token"])["sub"])
+        account = await session.get(Account, sub)
+        assert account is not None
+        return account.email
+
+
+# ---- email squatting: unverified sessions do not survive the owner's verification --------
+
+
+async def test_squatters_sessions_die_when_the_owner_verifies() -> None:
+    async with auth_client() as (app, client):
+        victim = new_email()
+        await register(client, victim)  # the squatter registers the victim's address
+        squatter = await login(client, victim)
+        assert jwt.get_unverified_claims(squatter["access_token"])["email_verified"] is False
+        # The real owner receives the link and verifies.
+        [mail] = await emails(app, victim, "verify_email")
+        verified = await client.post(f"{AUTH}/verify-email", json={"token": token_from(mail)})
+        assert verified.status_code == 204
+        refreshed = await client.post(
+            f"{AUTH}/refresh", json={"refresh_token": squatter["refresh_token"]}
+        )
+        assert refreshed.status_code == 401
+        listed = await client.get(f"{AUTH}/sessions", headers=bearer(squatter["access_token"]))
+        assert listed.status_code == 401
+        # The owner then resets the password (the squatter chose it): every session dies
+        # again and the squatter's password stops working.
+        await client.post(f"{AUTH}/password/forgot", json={"email": victim})
+        reset_mail = (await emails(app, victim, "reset_password"))[-1]
+        reset = await client.post(
+            f"{AUTH}/password/reset",
+            json={"token": token_from(reset_mail), "new_password": "owner's own long passphrase"},
+        )
+        assert reset.status_code == 204
+        again = await client.post(f"{AUTH}/login", json={"email": victim, "password": PASSWORD})
+        assert again.status_code == 401
