@@ -17,10 +17,15 @@ def _alias(name: str) -> Any:
 class AuthSettings(CommonSettings):
     service_name: str = "auth"
 
-    # Fernet key material for the private signing keys at rest (any string: it is
-    # stretched with SHA-256). The dev default is refused in production.
+    # Secret the keys at rest derive from (HKDF): the private signing keys' encryption and
+    # the device tokens' MAC. In production: 32+ random characters, no published value.
     key_encryption_secret: str = Field(
         default=DEV_SECRET, validation_alias=_alias("key_encryption_secret")
+    )
+    # Seals the links in verification and reset emails (outbox, queued job, dead letter):
+    # the same value as the worker's, which opens them. Refused in production if weak.
+    email_link_secret: str = Field(
+        default=DEV_SECRET, validation_alias=AliasChoices("EMAIL_LINK_SECRET", "email_link_secret")
     )
     # A new key is published this long before it signs, so verifiers that cached the
     # JWKS just before a rotation learn it first (0: sign at once).
@@ -104,7 +109,10 @@ class AuthSettings(CommonSettings):
     )
 
     def _secret_fields(self) -> dict[str, Any]:
-        return super()._secret_fields() | {"auth_key_encryption_secret": self.key_encryption_secret}
+        return super()._secret_fields() | {
+            "auth_key_encryption_secret": self.key_encryption_secret,
+            "email_link_secret": self.email_link_secret,
+        }
 
     @property
     def bootstrap_allowed(self) -> bool:

@@ -4,19 +4,32 @@ causes the fault) and asserts it now fails. docs/security.md lists them."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
+import secrets
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 from sqlmodel import select
 
+from services.auth.keys import KEY_ENCRYPTION_PURPOSE, ensure_key
 from services.auth.models import Session
+from services.auth.settings import AuthSettings
+from services.common.sealing import derive_key
+from services.common.settings import DEV_SECRET
 from services.common.redis import create_redis
 from services.users.app import create_app as users_app
 from services.users.settings import UsersSettings
@@ -221,3 +234,113 @@ async def test_squatters_sessions_die_when_the_owner_verifies() -> None:
         assert reset.status_code == 204
         again = await client.post(f"{AUTH}/login", json={"email": victim, "password": PASSWORD})
         assert again.status_code == 401
+
+
+# ---- production refuses known and weak secrets; keys at rest use a real KDF --------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_LINE = re.compile(r"^\s*-?\s*([A-Za-z0-9_-]*(?:SECRET|secret))[=:]\s*\"?([^\"\s#]+)")
+
+
+def published_dev_secrets() -> set[str]:
+    """Every *SECRET value this repository ships for development."""
+    files = [ROOT / ".env.example", ROOT / "deploy/k8s/overlays/dev/kustomization.yaml"]
+    found = set()
+    for path in files:
+        for line in path.read_text().splitlines():
+            match = SECRET_LINE.match(line)
+            if match and not match.group(2).startswith("$"):
+                found.add(match.group(2))
+    assert len(found) >= 2, found  # the parser still reads those files
+    return found
+
+
+STRONG = "9f8e7d6c5b4a39281706f5e4d3c2b1a0" * 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    sorted(
+        published_dev_secrets()
+        | {DEV_SECRET, "x", "changethis", "a" * 64, "ab" * 32, "short-but-random-9f8e7d"}
+    ),
+)
+def test_production_refuses_published_and_weak_secrets(value: str) -> None:
+    for field in ("cursor_secret", "key_encryption_secret", "email_link_secret"):
+        fields = {
+            "cursor_secret": STRONG,
+            "key_encryption_secret": STRONG,
+            "email_link_secret": STRONG,
+            field: value,
+        }
+        with pytest.raises(ValueError, match="production") as refused:
+            AuthSettings(environment="production", **fields)
+        assert value not in str(refused.value) or len(value) < 3  # never echoes the secret
+        assert STRONG not in str(refused.value)
+
+
+def test_production_accepts_a_generated_secret() -> None:
+    generated = secrets.token_hex(32)  # what deploy/gen-secrets.sh writes
+    ok = AuthSettings(
+        environment="production",
+        cursor_secret=generated,
+        key_encryption_secret=secrets.token_hex(32),
+        email_link_secret=secrets.token_hex(32),
+    )
+    assert ok.cursor_secret == generated
+    assert AuthSettings(environment="test", cursor_secret="x").cursor_secret == "x"
+
+
+async def test_signing_keys_use_hkdf_and_legacy_keys_are_reencrypted() -> None:
+    from services.auth.models import SigningKey
+    from services.auth.tokens import public_jwk
+
+    async with auth_client() as (app, client):
+        settings = app.state.auth.settings
+        secret = settings.key_encryption_secret
+        legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+        # A key written the old way (one SHA-256 of the secret), newest and live.
+        pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            .decode()
+        )
+        kid = f"legacy-{uuid.uuid4().hex[:8]}"
+        moment = datetime.now(UTC)
+        async with app.state.session_factory() as session, session.begin():
+            session.add(
+                SigningKey(
+                    kid=kid,
+                    private_key_encrypted=legacy.encrypt(pem.encode()).decode(),
+                    public_jwk=public_jwk(pem, kid),
+                    created_at=moment,
+                    activates_at=moment,
+                )
+            )
+        try:
+            # It still signs (the old encryption still decrypts)...
+            app.state.auth.keys.invalidate()
+            _, tokens = await verified_user(app, client)
+            assert jwt.get_unverified_header(tokens["access_token"])["kid"] == kid
+            # ...and the next start-up re-encrypts it with the HKDF-derived key.
+            await ensure_key(app.state.session_factory, settings)
+            async with app.state.session_factory() as session:
+                row = await session.get(SigningKey, kid)
+                assert row is not None
+                stored = row.private_key_encrypted
+            with pytest.raises(InvalidToken):
+                legacy.decrypt(stored.encode())
+            derived = derive_key(secret, KEY_ENCRYPTION_PURPOSE)
+            assert derived != hashlib.sha256(secret.encode()).digest()
+            assert Fernet(base64.urlsafe_b64encode(derived)).decrypt(stored).decode() == pem
+        finally:
+            async with app.state.session_factory() as session, session.begin():
+                row = await session.get(SigningKey, kid)
+                if row is not None:
+                    row.retired_at = datetime.now(UTC) - timedelta(days=1)
+                    session.add(row)
+            app.state.auth.keys.invalidate()
