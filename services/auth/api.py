@@ -31,7 +31,7 @@ from services.auth.schemas import (
     TokenResponse,
 )
 from services.common.db import SessionDep
-from services.common.errors import ProblemError, parse_json_body
+from services.common.errors import parse_json_body
 from services.common.security import CurrentUser
 
 PREFIX = "/api/v1/auth"

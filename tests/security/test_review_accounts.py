@@ -11,10 +11,10 @@ import secrets
 import socket
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +28,9 @@ from sqlmodel import select
 from services.auth.keys import KEY_ENCRYPTION_PURPOSE, ensure_key
 from services.auth.models import Session
 from services.auth.settings import AuthSettings
+from services.common.redis import create_redis
 from services.common.sealing import derive_key
 from services.common.settings import DEV_SECRET
-from services.common.redis import create_redis
 from services.users.app import create_app as users_app
 from services.users.settings import UsersSettings
 from tests.integration.auth.support import (
@@ -111,7 +111,7 @@ async def test_refresh_reuse_revokes_the_family_even_when_redis_is_down() -> Non
 
 async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None:
     async with AsyncExitStack() as stack:
-        auth, auth_http = await stack.enter_async_context(auth_client(background_tasks=True))
+        _, auth_http = await stack.enter_async_context(auth_client(background_tasks=True))
 
         async def auth_jwks() -> dict[str, Any]:
             body: dict[str, Any] = (await auth_http.get("/.well-known/jwks.json")).json()
