@@ -36,6 +36,7 @@ from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.outbox import add_email, add_event
 from services.common.revocation import revoke_session, revoke_user_tokens
+from services.common.sealing import seal
 
 # ---- one-time tokens --------------------------------------------------------------------
 
@@ -97,16 +98,25 @@ def link(ctx: AuthContext, path: str, token: str) -> str:
     return f"{ctx.settings.app_url.rstrip('/')}/{path}?token={token}"
 
 
-def queue_verification(
-    session: AsyncSession, ctx: AuthContext, account: Account, token: str
+def queue_link_email(
+    session: AsyncSession, ctx: AuthContext, account: Account, template: str, url: str
 ) -> None:
+    """An email carrying a one-time link: the link is sealed for the worker (only the
+    token's hash is kept in clear anywhere)."""
     add_email(
         session,
         Outbox,
-        template=VERIFY,
+        template=template,
         to=account.email,
-        context={"link": link(ctx, "verify-email", token)},
+        context={},
+        sealed=seal(ctx.settings.email_link_secret, {"link": url}),
     )
+
+
+def queue_verification(
+    session: AsyncSession, ctx: AuthContext, account: Account, token: str
+) -> None:
+    queue_link_email(session, ctx, account, VERIFY, link(ctx, "verify-email", token))
 
 
 # ---- registration and verification ------------------------------------------------------
@@ -238,13 +248,7 @@ async def forgot_password(
     token = await issue_one_time_token(
         session, account, RESET, ctx.settings.reset_token_ttl_seconds
     )
-    add_email(
-        session,
-        Outbox,
-        template=RESET,
-        to=account.email,
-        context={"link": link(ctx, "reset-password", token)},
-    )
+    queue_link_email(session, ctx, account, RESET, link(ctx, "reset-password", token))
 
 
 async def _set_password(
