@@ -80,6 +80,9 @@ class TokenResponse(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name, not a secret
     expires_in: int
+    # Login only: the device token (docs/auth.md) for clients without a cookie jar; send
+    # it back in X-Device-Token on the next login.
+    device_token: str | None = None
 
 
 class Accepted(BaseModel):

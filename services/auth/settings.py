@@ -89,6 +89,11 @@ class AuthSettings(CommonSettings):
     lockout_max_seconds: int = Field(
         default=900, ge=1, validation_alias=_alias("lockout_max_seconds")
     )
+    # Lifetime of a device token (OWASP device cookies, docs/auth.md): logins from a device
+    # that logged in before are locked out on their own, not with every other client.
+    device_token_ttl_seconds: int = Field(
+        default=180 * 86400, ge=60, validation_alias=_alias("device_token_ttl_seconds")
+    )
     # Register, resend-verification and forgot-password answer no sooner than this, so
     # the extra writes for an existing account (token, email) cannot be timed.
     uniform_response_seconds: float = Field(

@@ -344,3 +344,86 @@ async def test_signing_keys_use_hkdf_and_legacy_keys_are_reencrypted() -> None:
                     row.retired_at = datetime.now(UTC) - timedelta(days=1)
                     session.add(row)
             app.state.auth.keys.invalidate()
+
+
+# ---- lockout: an attacker who knows the email cannot keep the owner out -----------------
+
+LOCKOUT = {"lockout_threshold": 5, "lockout_base_seconds": 600, "rate_login_account": "1000/minute"}
+
+
+def from_ip(n: int) -> dict[str, str]:
+    return {"x-forwarded-for": f"203.0.113.{n % 250 + 1}"}
+
+
+async def test_owner_device_logs_in_while_an_attacker_locks_untrusted_clients() -> None:
+    async with auth_client(**LOCKOUT) as (app, client):
+        email, first = await verified_user(app, client)  # the owner, once, on their phone
+        device = first["device_token"]
+        assert device and client.cookies.get("device_token")  # body (apps) and cookie (browsers)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as attacker:
+            # The attacker guesses from 60 addresses, and keeps going once locked out.
+            codes = [
+                (
+                    await attacker.post(
+                        f"{AUTH}/login",
+                        json={"email": email, "password": f"guess {n}"},
+                        headers=from_ip(n),
+                    )
+                ).status_code
+                for n in range(60)
+            ]
+            # Online guessing across all addresses stays bounded: only the lockout
+            # threshold's worth of guesses was ever checked.
+            assert codes.count(401) <= LOCKOUT["lockout_threshold"], codes
+            assert codes[-1] == 429
+            # Even the right password from an untrusted client is refused now.
+            right = await attacker.post(
+                f"{AUTH}/login", json={"email": email, "password": PASSWORD}, headers=from_ip(99)
+            )
+            assert right.status_code == 429
+            # A forged device token, or one issued for another account, is untrusted.
+            _, other = await verified_user(app, attacker)
+            for forged in (other["device_token"], device[:-4] + "AAAA", "x.1.y"):
+                r = await attacker.post(
+                    f"{AUTH}/login",
+                    json={"email": email, "password": PASSWORD},
+                    headers={"X-Device-Token": forged, **from_ip(98)},
+                )
+                assert r.status_code == 429, forged
+        # The owner's browser (cookie) and app (header) still log in.
+        assert (await login(client, email))["access_token"]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as app_:
+            r = await app_.post(
+                f"{AUTH}/login",
+                json={"email": email, "password": PASSWORD},
+                headers={"X-Device-Token": device},
+            )
+            assert r.status_code == 200, r.text
+
+
+async def test_a_stolen_device_token_is_locked_out_on_its_own() -> None:
+    async with auth_client(**LOCKOUT) as (app, client):
+        email, first = await verified_user(app, client)
+        stolen = {"X-Device-Token": first["device_token"]}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as thief:
+            codes = [
+                (
+                    await thief.post(
+                        f"{AUTH}/login",
+                        json={"email": email, "password": f"guess {n}"},
+                        headers={**stolen, **from_ip(n)},
+                    )
+                ).status_code
+                for n in range(30)
+            ]
+        assert codes.count(401) <= LOCKOUT["lockout_threshold"] and codes[-1] == 429, codes
+        # That device's lockout is its own: an untrusted client (the owner on a new
+        # laptop) is not locked by it.
+        fresh = await client.post(
+            f"{AUTH}/login",
+            json={"email": email, "password": PASSWORD},
+            headers={"X-Device-Token": "", "cookie": ""},
+        )
+        assert fresh.status_code == 200, fresh.text
