@@ -143,7 +143,9 @@ async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None
 
         # The users service learns of the CLI promotion (it used to keep "user").
         await eventually(lambda: users_sees("admin"))
-        listed = await users_http.get(f"{USERS}?role=admin&limit=100&q={target}", headers=admin_headers)
+        listed = await users_http.get(
+            f"{USERS}?role=admin&limit=100&q={target}", headers=admin_headers
+        )
         assert target_id in {item["id"] for item in listed.json()["items"]}
 
         promoted_tokens = await login(auth_http, target)
