@@ -56,6 +56,19 @@ async def create_admin(
     return account
 
 
+def change_role(session: AsyncSession, account: Account, role: str) -> bool:
+    """The one way auth itself changes a role: the account row and a `user.role_changed`
+    event in the same transaction, so the users service (the directory, and the admin
+    who later demotes) sees the same role. False if the account already has it."""
+    if account.role == role:
+        return False
+    account.role = role
+    account.updated_at = datetime.now(UTC)
+    session.add(account)
+    add_event(session, Outbox, "user.role_changed", {"user_id": str(account.id), "role": role})
+    return True
+
+
 async def promote(
     factory: async_sessionmaker[AsyncSession], redis: aioredis.Redis, email: str
 ) -> Account:
@@ -64,8 +77,6 @@ async def promote(
         account = await account_by_email(session, email)
         if account is None:
             raise AdminError("no account with this email")
-        account.role = "admin"
-        account.updated_at = datetime.now(UTC)
-        session.add(account)
+        change_role(session, account, "admin")
     await revoke_user_tokens(redis, str(account.id), at=time.time())
     return account

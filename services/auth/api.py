@@ -9,13 +9,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Cookie, Depends, Header, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, ValidationError
 
 from services.auth import service, sessions
 from services.auth.context import AuthContext, Client
+from services.auth.devices import DEVICE_COOKIE, DEVICE_HEADER, MAX_TOKEN_LENGTH
 from services.auth.schemas import (
     Accepted,
     ChangePasswordRequest,
@@ -30,8 +31,9 @@ from services.auth.schemas import (
     TokenResponse,
 )
 from services.common.db import SessionDep
-from services.common.errors import ProblemError
+from services.common.errors import parse_json_body
 from services.common.security import CurrentUser
+from services.common.settings import Environment
 
 PREFIX = "/api/v1/auth"
 router = APIRouter(prefix=PREFIX, tags=["auth"])
@@ -102,8 +104,8 @@ async def register(
 
 
 @router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
-async def verify_email(body: TokenRequest, session: SessionDep) -> Response:
-    await service.verify_email(session, body.token)
+async def verify_email(body: TokenRequest, session: SessionDep, ctx: Ctx) -> Response:
+    await service.verify_email(session, ctx, body.token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,11 +150,7 @@ async def _credentials(request: Request) -> tuple[str, str]:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         parsed: LoginForm = _validate(LoginForm, fields)
         return parsed.username, parsed.password
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(400, "The body is not valid JSON.", type_="invalid-body") from None
-    body: LoginRequest = _validate(LoginRequest, data)
+    body: LoginRequest = _validate(LoginRequest, parse_json_body(await request.body()))
     return body.email, body.password
 
 
@@ -162,10 +160,35 @@ async def _credentials(request: Request) -> tuple[str, str]:
     responses={401: {"description": "Wrong email or password"}, **PROBLEMS},
 )
 async def login(
-    request: Request, session: SessionDep, ctx: Ctx, client: ClientDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    ctx: Ctx,
+    client: ClientDep,
+    device_cookie: Annotated[
+        str | None, Cookie(alias=DEVICE_COOKIE, max_length=MAX_TOKEN_LENGTH)
+    ] = None,
+    device_header: Annotated[
+        str | None, Header(alias=DEVICE_HEADER, max_length=MAX_TOKEN_LENGTH)
+    ] = None,
 ) -> TokenResponse:
+    """Tokens for an email and password. The device token from an earlier login (cookie,
+    or X-Device-Token for apps) keeps this device's logins apart from an attacker's
+    lockout of the account (docs/auth.md)."""
     email, password = await _credentials(request)
-    return await sessions.login(session, ctx, email, password, client)
+    tokens = await sessions.login(
+        session, ctx, email, password, client, device_header or device_cookie
+    )
+    response.set_cookie(
+        DEVICE_COOKIE,
+        tokens.device_token or "",
+        max_age=ctx.settings.device_token_ttl_seconds,
+        path=PREFIX,
+        secure=ctx.settings.environment is Environment.production,
+        httponly=True,
+        samesite="strict",
+    )
+    return tokens
 
 
 @router.post("/refresh", responses={401: {"description": "Invalid, expired or reused"}})

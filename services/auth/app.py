@@ -13,6 +13,7 @@ from services.auth.admin import AdminError, create_admin
 from services.auth.api import jwks_router, router
 from services.auth.consumers import consume_events
 from services.auth.context import AuthContext, Limits
+from services.auth.devices import DeviceTokens
 from services.auth.keys import KeyStore, ensure_key
 from services.auth.models import Outbox
 from services.auth.passwords import PasswordHasher
@@ -47,6 +48,7 @@ def _startup(jwks_fetcher: JwksFetcher | None) -> Hook:
                 max_seconds=settings.lockout_max_seconds,
             ),
             limits=Limits.from_settings(settings),
+            devices=DeviceTokens(settings.key_encryption_secret, settings.device_token_ttl_seconds),
         )
         # Auth verifies its own tokens from its key store, not over HTTP; an unknown kid
         # (a key rotated by another worker) is looked up again after at most a second.

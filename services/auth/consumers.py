@@ -46,6 +46,8 @@ async def _change_role(session: AsyncSession, account: Account, event: Event) ->
     if role not in ROLES:
         log.warning("ignoring role change to an unknown role", extra={"event_id": event.id})
         return False
+    if account.role == role:
+        return False  # e.g. auth's own `manage promote` event coming back: nothing to revoke
     account.role = str(role)
     return True
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from services.auth.devices import DeviceTokens
 from services.auth.keys import KeyStore
 from services.auth.passwords import PasswordHasher
 from services.auth.ratelimit import Limit, Lockout, RateLimiter
@@ -40,6 +41,7 @@ class AuthContext:
     limiter: RateLimiter
     lockout: Lockout
     limits: Limits
+    devices: DeviceTokens
 
 
 @dataclass(frozen=True, slots=True)

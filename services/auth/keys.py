@@ -1,6 +1,8 @@
 """RS256 signing keys kept in the auth schema, shared by every worker and replica.
 
-The private key is stored encrypted (Fernet, key derived from AUTH_KEY_ENCRYPTION_SECRET).
+The private key is stored encrypted (Fernet, key derived from AUTH_KEY_ENCRYPTION_SECRET
+with HKDF). Keys encrypted before that (the key was one SHA-256 of the secret) still
+decrypt, and `ensure_key` re-encrypts them at every start-up until none is left.
 Creation and rotation take a transaction-scoped advisory lock, so workers that start
 together create one key, not several.
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func
@@ -30,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.auth.models import SigningKey
 from services.auth.settings import AuthSettings
 from services.auth.tokens import public_jwk
+from services.common.sealing import derive_key
 
 KEY_LOCK_ID = 0x61757468_6B657973 & 0x7FFFFFFFFFFFFFFF  # "authkeys": one advisory lock id
 
@@ -40,8 +43,43 @@ class ActiveKey:
     private_pem: str
 
 
+KEY_ENCRYPTION_PURPOSE = "signing-key-encryption/v1"
+
+
 def _fernet(secret: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(derive_key(secret, KEY_ENCRYPTION_PURPOSE)))
+
+
+def _legacy_fernet(secret: str) -> Fernet:
+    """The key of rows written before HKDF: read only, to re-encrypt them."""
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
+
+
+def decrypt_private_key(secret: str, encrypted: str) -> str:
+    return MultiFernet([_fernet(secret), _legacy_fernet(secret)]).decrypt(encrypted).decode()
+
+
+async def reencrypt_legacy_keys(session: AsyncSession, settings: AuthSettings) -> int:
+    """Re-encrypt with the HKDF key every private key still under the legacy key."""
+    current, legacy = (
+        _fernet(settings.key_encryption_secret),
+        _legacy_fernet(settings.key_encryption_secret),
+    )
+    count = 0
+    for key in await session.exec(select(SigningKey)):
+        try:
+            current.decrypt(key.private_key_encrypted)
+            continue
+        except InvalidToken:
+            pass
+        try:
+            pem = legacy.decrypt(key.private_key_encrypted)
+        except InvalidToken:
+            continue  # another secret's key (a changed secret): signing reports it if live
+        key.private_key_encrypted = current.encrypt(pem).decode()
+        session.add(key)
+        count += 1
+    return count
 
 
 def _now() -> datetime:
@@ -75,6 +113,7 @@ async def ensure_key(factory: async_sessionmaker[AsyncSession], settings: AuthSe
     """Create the first key if there is no live one; True if this call created it."""
     async with factory() as session, session.begin():
         await _lock(session)
+        await reencrypt_legacy_keys(session, settings)
         live = await session.exec(
             select(SigningKey.kid).where(col(SigningKey.retired_at).is_(None)).limit(1)
         )
@@ -139,8 +178,9 @@ class KeyStore:
             if key.activates_at <= now and (key.retired_at is None or key.retired_at > now):
                 pem = self._decrypted.get(key.kid)
                 if pem is None:
-                    fernet = _fernet(self._settings.key_encryption_secret)
-                    pem = fernet.decrypt(key.private_key_encrypted.encode()).decode()
+                    pem = decrypt_private_key(
+                        self._settings.key_encryption_secret, key.private_key_encrypted
+                    )
                     self._decrypted[key.kid] = pem
                 self._active = ActiveKey(key.kid, pem)
                 self._loaded_at = time.monotonic()

@@ -44,7 +44,8 @@ class LoginRequest(Request):
 class LoginForm(Request):
     """The OAuth2 password grant (RFC 6749 4.3), as Swagger's Authorize button sends it."""
 
-    grant_type: Literal["password"] | None = None
+    # Optional, but never null: a form field cannot be null, so the schema offers none.
+    grant_type: Literal["password"] = "password"
     username: str = Field(min_length=1, max_length=320, json_schema_extra=ENCODABLE)
     password: str = PasswordField
     scope: str = Field(default="", max_length=1000, json_schema_extra=ENCODABLE)
@@ -79,6 +80,9 @@ class TokenResponse(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name, not a secret
     expires_in: int
+    # Login only: the device token (docs/auth.md) for clients without a cookie jar; send
+    # it back in X-Device-Token on the next login.
+    device_token: str | None = None
 
 
 class Accepted(BaseModel):

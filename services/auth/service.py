@@ -30,11 +30,13 @@ from services.auth.rules import (
     normalise_email,
     now,
     revoke_all_sessions,
+    too_many,
 )
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.outbox import add_email, add_event
 from services.common.revocation import revoke_session, revoke_user_tokens
+from services.common.sealing import seal
 
 # ---- one-time tokens --------------------------------------------------------------------
 
@@ -96,16 +98,25 @@ def link(ctx: AuthContext, path: str, token: str) -> str:
     return f"{ctx.settings.app_url.rstrip('/')}/{path}?token={token}"
 
 
-def queue_verification(
-    session: AsyncSession, ctx: AuthContext, account: Account, token: str
+def queue_link_email(
+    session: AsyncSession, ctx: AuthContext, account: Account, template: str, url: str
 ) -> None:
+    """An email carrying a one-time link: the link is sealed for the worker (only the
+    token's hash is kept in clear anywhere)."""
     add_email(
         session,
         Outbox,
-        template=VERIFY,
+        template=template,
         to=account.email,
-        context={"link": link(ctx, "verify-email", token)},
+        context={},
+        sealed=seal(ctx.settings.email_link_secret, {"link": url}),
     )
+
+
+def queue_verification(
+    session: AsyncSession, ctx: AuthContext, account: Account, token: str
+) -> None:
+    queue_link_email(session, ctx, account, VERIFY, link(ctx, "verify-email", token))
 
 
 # ---- registration and verification ------------------------------------------------------
@@ -187,7 +198,7 @@ async def _registration_of_existing(session: AsyncSession, ctx: AuthContext, ema
         queue_verification(session, ctx, account, token)
 
 
-async def verify_email(session: AsyncSession, token: str) -> None:
+async def verify_email(session: AsyncSession, ctx: AuthContext, token: str) -> None:
     row = await find_one_time_token(session, token, VERIFY)
     if row is None or not await spend_one_time_token(session, row):
         raise ProblemError(
@@ -203,6 +214,10 @@ async def verify_email(session: AsyncSession, token: str) -> None:
         account.updated_at = now()
         session.add(account)
         add_event(session, Outbox, "user.email_verified", {"user_id": str(account.id)})
+        # Sessions opened before the address was proven may be a squatter's (anyone can
+        # register someone else's address and log in unverified): none survives it.
+        await revoke_all_sessions(session, account.id, "email_verified")
+        await revoke_user_tokens(ctx.redis, str(account.id), at=time.time())
 
 
 async def resend_verification(
@@ -233,13 +248,7 @@ async def forgot_password(
     token = await issue_one_time_token(
         session, account, RESET, ctx.settings.reset_token_ttl_seconds
     )
-    add_email(
-        session,
-        Outbox,
-        template=RESET,
-        to=account.email,
-        context={"link": link(ctx, "reset-password", token)},
-    )
+    queue_link_email(session, ctx, account, RESET, link(ctx, "reset-password", token))
 
 
 async def _set_password(
@@ -276,9 +285,18 @@ async def change_password(
     account = await account_by_id(session, principal.user_id)
     if account is None or account.status != ACTIVE:
         raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+    # Limited like a login: with a stolen access token this would otherwise be an
+    # unlimited oracle for the current password. Per account, so no IP helps.
+    subject = "password-change:" + str(account.id)
+    await enforce(ctx, ctx.limits.login_account, subject)
+    locked_for = await ctx.lockout.retry_after(subject)
+    if locked_for is not None:
+        raise too_many("auth_password_change_lockout", locked_for)
     ok, _ = await ctx.hasher.verify(current, account.password_hash)
     if not ok:
+        await ctx.lockout.failed(subject)
         raise ProblemError(400, "The current password is not correct.", type_="invalid-password")
+    await ctx.lockout.succeeded(subject)
     check_password_policy(new, account.email, "body.new_password")
     await _set_password(session, ctx, account, new)
     # Other devices must log in again with the new password; this one stays.

@@ -76,12 +76,22 @@ async def _tokens_for(
 
 
 async def login(
-    session: AsyncSession, ctx: AuthContext, email: str, password: str, client: Client
+    session: AsyncSession,
+    ctx: AuthContext,
+    email: str,
+    password: str,
+    client: Client,
+    device_token: str | None = None,
 ) -> TokenResponse:
     email = normalise_email(email)
     await enforce(ctx, ctx.limits.login_ip, client.ip)
-    await enforce(ctx, ctx.limits.login_account, "login:" + email)
-    locked_for = await ctx.lockout.retry_after(email)
+    # A device this account logged in from before has its own limit and lockout; every
+    # other client shares the account's (OWASP device cookies). Guessing stays bounded
+    # either way, and whoever knows only the email cannot lock the owner's devices out.
+    device = ctx.devices.device(device_token, email)
+    subject = f"device:{email}:{device}" if device else email
+    await enforce(ctx, ctx.limits.login_account, "login:" + subject)
+    locked_for = await ctx.lockout.retry_after(subject)
     if locked_for is not None:
         metrics.LOGINS.labels("failure", "locked").inc()
         raise too_many("auth_login_lockout", locked_for)
@@ -93,10 +103,10 @@ async def login(
     ok, needs_rehash = await ctx.hasher.verify(password, account.password_hash if account else None)
     if account is None or not ok:
         # Missing and wrong-password accounts are counted alike (no enumeration).
-        await ctx.lockout.failed(email)
+        await ctx.lockout.failed(subject)
         metrics.LOGINS.labels("failure", "bad_credentials").inc()
         raise bad_credentials()
-    await ctx.lockout.succeeded(email)
+    await ctx.lockout.succeeded(subject)
     if account.status != ACTIVE:
         metrics.LOGINS.labels("failure", "disabled").inc()
         raise ProblemError(403, "This account is disabled.", type_="account-disabled")
@@ -114,6 +124,7 @@ async def login(
         ip=client.ip[:64],
     )
     tokens = await _tokens_for(session, ctx, account, session_row)
+    tokens.device_token = ctx.devices.issue(email)  # a fresh one: its lifetime restarts
     metrics.LOGINS.labels("success", "ok").inc()
     return tokens
 
@@ -174,8 +185,14 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
     # A spent token came back: it was stolen or replayed. Kill the whole family.
     session_row = await session.get(Session, known.session_id)
     if session_row is not None:
-        await _revoke_family(session, ctx, session_row, "reuse")
-        await session.commit()  # the revocation must survive the error response
+        if session_row.revoked_at is None:
+            session_row.revoked_at = now()
+            session_row.revoke_reason = "reuse"
+            session.add(session_row)
+        # Durable first: the revocation must survive the error response and a Redis
+        # outage (the refresh tokens die with the row). Redis then kills the access
+        # tokens; if it is down the client gets a 503, and its retry lands here again.
+        await session.commit()
         security_log.warning(
             "refresh token reuse detected; session revoked",
             extra={
@@ -184,6 +201,7 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
                 "user_id": str(session_row.account_id),
             },
         )
+        await revoke_session(ctx.redis, str(session_row.id))
     metrics.TOKEN_REFRESHES.labels("reuse_detected").inc()
     metrics.REFRESH_REUSE.inc()
     raise invalid_refresh()

@@ -17,10 +17,15 @@ def _alias(name: str) -> Any:
 class AuthSettings(CommonSettings):
     service_name: str = "auth"
 
-    # Fernet key material for the private signing keys at rest (any string: it is
-    # stretched with SHA-256). The dev default is refused in production.
+    # Secret the keys at rest derive from (HKDF): the private signing keys' encryption and
+    # the device tokens' MAC. In production: 32+ random characters, no published value.
     key_encryption_secret: str = Field(
         default=DEV_SECRET, validation_alias=_alias("key_encryption_secret")
+    )
+    # Seals the links in verification and reset emails (outbox, queued job, dead letter):
+    # the same value as the worker's, which opens them. Refused in production if weak.
+    email_link_secret: str = Field(
+        default=DEV_SECRET, validation_alias=AliasChoices("EMAIL_LINK_SECRET", "email_link_secret")
     )
     # A new key is published this long before it signs, so verifiers that cached the
     # JWKS just before a rotation learn it first (0: sign at once).
@@ -84,6 +89,11 @@ class AuthSettings(CommonSettings):
     lockout_max_seconds: int = Field(
         default=900, ge=1, validation_alias=_alias("lockout_max_seconds")
     )
+    # Lifetime of a device token (OWASP device cookies, docs/auth.md): logins from a device
+    # that logged in before are locked out on their own, not with every other client.
+    device_token_ttl_seconds: int = Field(
+        default=180 * 86400, ge=60, validation_alias=_alias("device_token_ttl_seconds")
+    )
     # Register, resend-verification and forgot-password answer no sooner than this, so
     # the extra writes for an existing account (token, email) cannot be timed.
     uniform_response_seconds: float = Field(
@@ -102,7 +112,10 @@ class AuthSettings(CommonSettings):
     )
 
     def _secret_fields(self) -> dict[str, Any]:
-        return super()._secret_fields() | {"auth_key_encryption_secret": self.key_encryption_secret}
+        return super()._secret_fields() | {
+            "auth_key_encryption_secret": self.key_encryption_secret,
+            "email_link_secret": self.email_link_secret,
+        }
 
     @property
     def bootstrap_allowed(self) -> bool:

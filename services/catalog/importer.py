@@ -44,7 +44,7 @@ def invalid_file(
 def rows_from_json(body: bytes) -> list[Any]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # [[[[... too deep
         raise invalid_file(
             [_error(0, "", "not valid JSON")], "The body is not valid JSON."
         ) from exc

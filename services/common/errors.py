@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -207,3 +208,13 @@ def install_error_handlers(app: FastAPI) -> None:
     for error in OUTAGE_ERRORS:
         app.add_exception_handler(error, _on_outage)
     app.add_exception_handler(Exception, _on_unhandled)
+
+
+def parse_json_body(raw: bytes | str) -> Any:
+    """A request body read as JSON by a route that parses it itself; anything that is not
+    JSON a client may send, including nesting deep enough to exhaust the parser's recursion
+    (`[[[[...`), is a 400 problem, never a 500 (FastAPI's own body parsing answers 400 too)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProblemError(400, "The body is not valid JSON.", type_="invalid-body") from None

@@ -127,8 +127,14 @@ def add_email(
     to: str,
     context: dict[str, Any],
     locale: str = "en",
+    sealed: str | None = None,
 ) -> OutboxBase:
+    """`sealed`: more context, sealed with services.common.sealing (links that grant
+    access): the row, the queued job and a dead letter carry only the sealed form, and
+    the relay drops it from the row once the job is queued."""
     payload = {"template": template, "to": to, "locale": locale, "context": context}
+    if sealed is not None:
+        payload["sealed"] = sealed
     return add_message(session, model, "email", template, payload)
 
 
@@ -158,6 +164,9 @@ async def relay_batch(
         for row in rows:
             await publish(row)
             row.published_at = now
+            if row.kind == "email" and "sealed" in row.payload:
+                # Handed over: the row (kept, and in every backup) needs the link no more.
+                row.payload = {k: v for k, v in row.payload.items() if k != "sealed"}
             metrics.OUTBOX_RELAYED.labels(service, row.kind).inc()
     return len(rows)
 

@@ -14,6 +14,37 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "changethis-dev-only"  # noqa: S105 - the refused default, not a secret
 
+# Secrets this repository publishes for development (code defaults, .env.example, the
+# Kubernetes dev overlay, the benchmark stack): refused in production. A test reads those
+# files and fails when one of their secrets is missing here.
+KNOWN_DEV_SECRETS = frozenset(
+    {
+        DEV_SECRET,
+        "changethis",
+        "dev-cursor-secret-not-for-production",
+        "dev-key-encryption-secret-not-for-production",
+        "dev-email-link-secret-not-for-production",
+        "bench-cursor-secret-not-for-production",
+        "security-tests",
+        "review-tests",
+    }
+)
+# A production secret is long and not a repetition of a few characters: 32 characters
+# (deploy/gen-secrets.sh writes 64 hex digits) with at least 10 distinct ones.
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
+
+
+def weak_secret(value: str) -> str | None:
+    """Why `value` is not acceptable as a production secret, or None if it is."""
+    if value.strip().lower() in KNOWN_DEV_SECRETS or value in KNOWN_DEV_SECRETS:
+        return "is a development value published in this repository"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"has fewer than {MIN_SECRET_DISTINCT} distinct characters"
+    return None
+
 
 class Environment(StrEnum):
     development = "development"
@@ -24,7 +55,10 @@ class Environment(StrEnum):
 class CommonSettings(BaseSettings):
     """What every service and the gateway need to run."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+    # hide_input_in_errors: a refused setting's error must not print the secrets beside it.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", env_file_encoding="utf-8", hide_input_in_errors=True
+    )
 
     # development | test | production: production refuses development secrets.
     environment: Environment = Environment.development
@@ -73,8 +107,13 @@ class CommonSettings(BaseSettings):
     def _refuse_dev_secrets(self) -> CommonSettings:
         if self.environment is Environment.production:
             for name, value in self._secret_fields().items():
-                if value == DEV_SECRET or not value:
-                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+                reason = weak_secret(value or "")
+                if reason:
+                    # The reason, never the value: this message reaches logs.
+                    raise ValueError(
+                        f"{name.upper()} {reason}: set a random secret in production"
+                        " (deploy/gen-secrets.sh)"
+                    )
         return self
 
     def _secret_fields(self) -> dict[str, Any]:

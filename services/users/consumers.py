@@ -1,4 +1,5 @@
-"""Events the users service consumes: `user.registered` creates (or completes) a profile.
+"""Events the users service consumes: `user.registered` creates (or completes) a profile;
+`user.role_changed` from auth (`manage promote`) sets the role, so the two views agree.
 
 At-least-once delivery made exactly-once in effect: the inbox row and the profile write
 commit together, and the entry is acknowledged only after that commit (StreamConsumer).
@@ -23,7 +24,7 @@ from services.common.events import EventVerifier
 from services.common.inbox import first_delivery
 from services.common.streams import Event, Handler, StreamConsumer
 from services.users.models import Inbox
-from services.users.service import invalidate, upsert_registered
+from services.users.service import apply_role, invalidate, upsert_registered
 
 GROUP = "users"
 log = logging.getLogger("services.users.events")
@@ -55,6 +56,33 @@ def on_registered(factory: async_sessionmaker[AsyncSession], cache: Cache) -> Ha
     return handle
 
 
+class RoleChanged(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: uuid.UUID
+    role: Literal["user", "admin"]
+
+
+def on_role_changed(factory: async_sessionmaker[AsyncSession], cache: Cache) -> Handler:
+    """Roles changed outside this service (auth's operator command). Our own PATCH events
+    come back too and change nothing; stream order makes the last change win."""
+
+    async def handle(event: Event) -> None:
+        try:
+            data = RoleChanged.model_validate(event.data)
+        except ValidationError:
+            log.warning("dropping malformed user.role_changed", extra={"event_id": event.id})
+            return
+        async with factory() as session, session.begin():
+            if not await first_delivery(session, Inbox, event.id, event.topic):
+                return
+            changed = await apply_role(session, data.user_id, data.role)
+        if changed:
+            await invalidate(cache, data.user_id)
+
+    return handle
+
+
 def build_consumer(
     redis: aioredis.Redis,
     factory: async_sessionmaker[AsyncSession],
@@ -72,7 +100,10 @@ def build_consumer(
         group=group,
         # Unique per process: a restarted worker's leftovers are reclaimed by XAUTOCLAIM.
         consumer=consumer or f"{socket.gethostname()}-{os.getpid()}",
-        handlers={"user.registered": on_registered(factory, cache)},
+        handlers={
+            "user.registered": on_registered(factory, cache),
+            "user.role_changed": on_role_changed(factory, cache),
+        },
         batch=batch,
         block_ms=block_ms,
         claim_idle_ms=claim_idle_ms,

@@ -115,6 +115,37 @@ async def upsert_registered(
     await session.exec(stmt)
 
 
+async def apply_role(session: AsyncSession, user_id: uuid.UUID, role: str) -> bool:
+    """Apply a `user.role_changed` made elsewhere (no event: it is one); True if changed."""
+    stmt = select(Profile).where(Profile.id == user_id).with_for_update()
+    profile = (await session.exec(stmt)).first()
+    if profile is None:
+        # The change overtook `user.registered` (another stream): create the profile with
+        # its role now; the registration then fills in the email and keeps the role.
+        now = utcnow()
+        await session.exec(
+            insert(Profile)
+            .values(
+                id=user_id,
+                display_name="",
+                role=role,
+                status="active",
+                created_at=now,
+                updated_at=now,
+                version=1,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        return True
+    if profile.status == "deleted" or profile.role == role:
+        return False
+    profile.role = role
+    profile.version += 1
+    profile.updated_at = utcnow()
+    session.add(profile)
+    return True
+
+
 async def load(session: AsyncSession, user_id: uuid.UUID) -> Profile | None:
     return (await session.exec(select(Profile).where(Profile.id == user_id))).first()
 

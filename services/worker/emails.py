@@ -18,6 +18,7 @@ from saq import Job
 from services.common.cancel import pause
 from services.common.context import request_id_var
 from services.common.redis import REDIS_ERRORS
+from services.common.sealing import InvalidToken, unseal
 from services.worker import mailer, store
 from services.worker.metrics import (
     EMAILS_DEAD,
@@ -98,10 +99,16 @@ class EmailJobs:
             EMAILS_DUPLICATE.inc()
             log.info("email already sent, skipped", extra={"outbox_id": outbox_id})
             return "duplicate"
+        context = dict(message.get("context") or {})
+        if message.get("sealed") is not None:
+            try:
+                context |= unseal(self.settings.email_link_secret, str(message["sealed"]))
+            except (InvalidToken, ValueError):
+                # Kept sealed in the dead letter: replayable once EMAIL_LINK_SECRET matches.
+                reason = "sealed context cannot be opened (EMAIL_LINK_SECRET differs from auth's?)"
+                return await self._dead(job, outbox_id, message, request_id, reason, label)
         try:
-            rendered = render(
-                str(template), dict(message.get("context") or {}), message.get("locale")
-            )
+            rendered = render(str(template), context, message.get("locale"))
             envelope = mailer.Envelope(
                 to=str(message["to"]), outbox_id=outbox_id, request_id=request_id
             )

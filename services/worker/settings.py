@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from typing import Any
 
-from services.common.settings import CommonSettings
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+
+from services.common.settings import DEV_SECRET, CommonSettings
 
 
 class WorkerSettings(CommonSettings):
@@ -23,6 +25,12 @@ class WorkerSettings(CommonSettings):
     smtp_tls: bool = False  # implicit TLS (port 465)
     smtp_timeout: float = Field(default=10.0, gt=0)
     mail_from: str = "Shopstack <no-reply@shopstack.local>"
+
+    # Opens the links auth sealed into verification and reset emails (the same value as
+    # auth's EMAIL_LINK_SECRET). Refused in production if weak.
+    email_link_secret: str = Field(
+        default=DEV_SECRET, validation_alias=AliasChoices("EMAIL_LINK_SECRET", "email_link_secret")
+    )
 
     # PEM bundle of the CA that signed the relay's certificate (a private relay); the
     # system's CAs otherwise. Certificates are always verified.
@@ -45,6 +53,9 @@ class WorkerSettings(CommonSettings):
     worker_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     # How often queue depth, oldest age and event-consumer lag are sampled.
     worker_sample_interval_seconds: float = Field(default=5.0, gt=0)
+
+    def _secret_fields(self) -> dict[str, Any]:
+        return super()._secret_fields() | {"email_link_secret": self.email_link_secret}
 
     @model_validator(mode="after")
     def _lock_outlives_a_job(self) -> WorkerSettings:

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from services.auth.app import create_app
 from services.auth.models import Outbox
 from services.auth.settings import AuthSettings
+from services.common.sealing import unseal
 from tests.support.asgi import running
 
 PASSWORD = "correct horse battery staple"
@@ -67,9 +68,14 @@ async def emails(app: FastAPI, to: str, template: str | None = None) -> list[dic
     return [r.payload for r in rows if template is None or r.topic == template]
 
 
+def link_from(payload: dict[str, Any]) -> str:
+    """The link in an email row: auth seals it for the worker (services.common.sealing)."""
+    opened = unseal(AuthSettings().email_link_secret, payload["sealed"])
+    return str(opened["link"])
+
+
 def token_from(payload: dict[str, Any]) -> str:
-    link = str(payload["context"]["link"])
-    return parse_qs(urlparse(link).query)["token"][0]
+    return parse_qs(urlparse(link_from(payload)).query)["token"][0]
 
 
 async def register(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> None:

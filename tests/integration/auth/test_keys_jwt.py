@@ -100,13 +100,24 @@ async def test_first_key_is_created_once_under_concurrency() -> None:
         assert len(live) == 1
 
 
+REAL = "4b1d0c9e8f7a6b5c4d3e2f1a0b9c8d7e" * 2  # shaped like deploy/gen-secrets.sh output
+
+
 def test_production_refuses_the_dev_key_encryption_secret() -> None:
     with pytest.raises(ValueError, match="AUTH_KEY_ENCRYPTION_SECRET"):
         AuthSettings(
-            environment="production", cursor_secret="real", key_encryption_secret=DEV_SECRET
+            environment="production",
+            cursor_secret=REAL,
+            email_link_secret=REAL,
+            key_encryption_secret=DEV_SECRET,
         )
-    ok = AuthSettings(environment="production", cursor_secret="real", key_encryption_secret="real")
-    assert ok.key_encryption_secret == "real"
+    ok = AuthSettings(
+        environment="production",
+        cursor_secret=REAL,
+        email_link_secret=REAL,
+        key_encryption_secret=REAL,
+    )
+    assert ok.key_encryption_secret == REAL
     assert settings().argon2_memory_kib == 1024
     assert AuthSettings().argon2_memory_kib == 19456  # the OWASP default stays
 

@@ -13,6 +13,7 @@ from tests.integration.auth.support import (
     auth_client,
     emails,
     is_problem,
+    link_from,
     login,
     new_email,
     outbox,
@@ -37,7 +38,7 @@ async def test_register_creates_unverified_account_email_and_event() -> None:
         assert account.email_verified is False
         assert account.password_hash.startswith("$argon2id$")
         [mail] = await emails(app, email, "verify_email")
-        assert mail["context"]["link"].startswith("http://localhost:3000/verify-email?token=")
+        assert link_from(mail).startswith("http://localhost:3000/verify-email?token=")
         events = [e for e in await outbox(app, kind="event") if e.payload.get("email") == email]
         assert [e.topic for e in events] == ["user.registered"]
         assert events[0].payload["user_id"] == str(account.id)

@@ -41,8 +41,11 @@ async def profile_rows(app: FastAPI, ids: list[str]) -> list[tuple[str, str, int
 async def fresh_group(app: FastAPI) -> str:
     """A group of its own that starts at the stream's end: earlier tests' events stay out."""
     group = f"users-test-{uuid.uuid4().hex[:8]}"
-    await app.state.redis.xgroup_create(stream_name(TOPIC), group, id="$", mkstream=True)
-    await ensure_groups(app.state.redis, [TOPIC], group)  # the service's own call: a no-op now
+    # Every stream the consumer reads (user.role_changed too), each from its end.
+    topics = [TOPIC, "user.role_changed"]
+    for topic in topics:
+        await app.state.redis.xgroup_create(stream_name(topic), group, id="$", mkstream=True)
+    await ensure_groups(app.state.redis, topics, group)  # the service's own call: a no-op now
     return group
 
 
