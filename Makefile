@@ -2,20 +2,37 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+UV := $(VENV)/bin/uv
+# The whole locked set (dev tools and `make run`'s embedded servers included), and the
+# image's part of it: same versions, same hashes (docs/dependencies.md).
+LOCK := requirements.lock
+MAIN_LOCK := requirements-main.lock
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --quiet
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test test-fast lint fmt migrate seed bench soak fuzz clean
+.PHONY: install lock run test test-fast lint fmt migrate seed bench soak fuzz clean
 
-install: $(STAMP)
+install: $(STAMP)  ## the venv, exactly the lock: nothing resolved, every file hash-checked
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,embedded]'
+	$(UV) --version 2>/dev/null | grep -qF 'uv $(UV_VERSION)' \
+	  || $(PY) -m pip install -q --disable-pip-version-check --no-deps 'uv==$(UV_VERSION)'
+	$(UV) pip sync -q --python $(PY) --require-hashes $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Re-resolve after an edit of pyproject.toml; versions already locked stay unless
+# UPGRADE=1 (then everything moves to the newest release its bounds allow).
+lock:
+	test -x $(UV) || $(MAKE) install
+	$(UV) pip compile pyproject.toml $(LOCK_ARGS) $(if $(UPGRADE),--upgrade) \
+	  --extra dev --extra embedded -o $(LOCK)
+	$(UV) pip compile pyproject.toml $(LOCK_ARGS) -c $(LOCK) -o $(MAIN_LOCK)
 
 run: install  ## the whole stack on this machine, gateway on :8000 (Ctrl-C stops it)
 	$(PY) -m services.devstack $(RUN_ARGS)

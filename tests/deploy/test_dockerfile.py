@@ -47,18 +47,22 @@ def test_no_add_and_apt_lists_removed() -> None:
         assert "rm -rf /var/lib/apt/lists/*" in run and "--no-install-recommends" in run
 
 
-def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+def test_dependencies_are_installed_from_the_lock_before_the_code_is_copied() -> None:
     position = {i: n for n, i in enumerate(INSTRUCTIONS)}
-    pyproject = position["COPY pyproject.toml ./"]
-    deps = next(n for i, n in position.items() if "pip wheel" in i)
+    lock = position["COPY requirements-main.lock ./"]
+    deps = next(n for i, n in position.items() if "-r requirements-main.lock" in i)
     code = position["COPY services ./services"]
-    assert pyproject < deps < code
+    assert lock < deps < code
+    install = INSTRUCTIONS[deps]
+    # Exactly the lock: nothing resolved, every file hash-checked, no source builds.
+    for flag in ("--no-deps", "--require-hashes", "--only-binary=:all:"):
+        assert flag in install, flag
 
 
 def test_build_context_holds_only_what_the_image_needs() -> None:
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[1] == "**" and ".env" in ignore
-    for needed in ("!pyproject.toml", "!services/**", "!gateway/**", "!migrations/**"):
+    for needed in ("!requirements-main.lock", "!services/**", "!gateway/**", "!migrations/**"):
         assert needed in ignore
 
 

