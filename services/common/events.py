@@ -20,18 +20,19 @@ from services.common.settings import CommonSettings
 STREAM_PREFIX = "events:"
 STREAM_MAXLEN = 100_000  # approximate trim: Redis never grows without bound
 
-# Which service may publish each topic (docs/conventions.md): a consumer believes a
-# topic only when it is signed with that service's key.
-TOPIC_PRODUCERS: dict[str, str] = {
-    "user.registered": "auth",
-    "user.email_verified": "auth",
-    "user.deactivated": "users",
-    "user.reactivated": "users",
-    "user.role_changed": "users",
-    "user.deleted": "users",
-    "product.created": "catalog",
-    "product.updated": "catalog",
-    "product.deleted": "catalog",
+# Which services may publish each topic (docs/conventions.md): a consumer believes a
+# topic only when it is signed with one of those services' keys. A role changes in users
+# (the admin API) or in auth (`manage promote`): both publish it.
+TOPIC_PRODUCERS: dict[str, frozenset[str]] = {
+    "user.registered": frozenset({"auth"}),
+    "user.email_verified": frozenset({"auth"}),
+    "user.deactivated": frozenset({"users"}),
+    "user.reactivated": frozenset({"users"}),
+    "user.role_changed": frozenset({"users", "auth"}),
+    "user.deleted": frozenset({"users"}),
+    "product.created": frozenset({"catalog"}),
+    "product.updated": frozenset({"catalog"}),
+    "product.deleted": frozenset({"catalog"}),
 }
 SIGNED_FIELDS = ("id", "topic", "data", "request_id", "created_at")
 
@@ -56,18 +57,23 @@ def signature(key: bytes, fields: Mapping[str, str]) -> str:
 
 
 class EventVerifier:
-    """Checks an entry's signature against the key of the topic's producer."""
+    """Checks an entry's signature against the keys of the topic's producers."""
 
     def __init__(self, settings: CommonSettings) -> None:
-        self._keys = {p: signing_key(settings, p) for p in set(TOPIC_PRODUCERS.values())}
+        producers = set().union(*TOPIC_PRODUCERS.values())
+        self._keys = {p: signing_key(settings, p) for p in producers}
 
     def verify(self, topic: str, fields: Mapping[str, str]) -> bool:
         """`topic` is the stream's: an entry naming another topic is refused too."""
-        producer = TOPIC_PRODUCERS.get(topic)
-        if producer is None or fields.get("topic") != topic:
+        producers = TOPIC_PRODUCERS.get(topic, frozenset())
+        if fields.get("topic") != topic:
             return False
-        expected = signature(self._keys[producer], fields)
-        return hmac.compare_digest(fields.get("sig", ""), expected)
+        sent = fields.get("sig", "")
+        # Every allowed producer's key is tried (no early exit), each compare constant-time.
+        matches = [
+            hmac.compare_digest(sent, signature(self._keys[p], fields)) for p in sorted(producers)
+        ]
+        return any(matches)
 
 
 async def publish_event(redis: aioredis.Redis, row: OutboxBase, key: bytes | None = None) -> None:

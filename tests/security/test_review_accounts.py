@@ -118,7 +118,7 @@ async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None
             return body
 
         users = users_app(
-            UsersSettings(background_tasks=True, cursor_secret="review-tests"),
+            UsersSettings(background_tasks=True),
             jwks_fetcher=auth_jwks,
         )
         users_http: httpx.AsyncClient = await stack.enter_async_context(running(users))
