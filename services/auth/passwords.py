@@ -110,6 +110,10 @@ class PasswordHasher:
         """Hashes running plus waiting for a slot."""
         return self.admission.running + self.admission.waiting
 
+    def check_capacity(self) -> None:
+        """Raise HasherBusy now if a hash asked for now would be refused."""
+        self.admission.check()
+
     async def _run(self, work: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         return await self.admission.run(lambda: loop.run_in_executor(self._executor, work))

@@ -79,6 +79,7 @@ async def login(
     session: AsyncSession, ctx: AuthContext, email: str, password: str, client: Client
 ) -> TokenResponse:
     email = normalise_email(email)
+    ctx.hasher.check_capacity()  # a login the hasher cannot take is refused before any I/O
     await enforce(ctx, ctx.limits.login_ip, client.ip)
     await enforce(ctx, ctx.limits.login_account, "login:" + email)
     locked_for = await ctx.lockout.retry_after(email)

@@ -67,8 +67,9 @@ class AuthSettings(CommonSettings):
     hash_max_wait_ms: int = Field(
         default=100, ge=1, le=10_000, validation_alias=_alias("hash_max_wait_ms")
     )
-    # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests).
-    hash_nice: int = Field(default=0, ge=0, le=19, validation_alias=_alias("hash_nice"))
+    # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests). 10:
+    # the event loop that refuses excess logins and serves refreshes runs before a hash.
+    hash_nice: int = Field(default=10, ge=0, le=19, validation_alias=_alias("hash_nice"))
     # Hash in Linux's SCHED_IDLE class: a request's thread that wakes up preempts a hash.
     hash_sched_idle: bool = Field(default=False, validation_alias=_alias("hash_sched_idle"))
 

@@ -150,3 +150,17 @@ def _later(loop: asyncio.AbstractEventLoop, seconds: float) -> asyncio.Future[st
     fut: asyncio.Future[str] = loop.create_future()
     loop.call_later(seconds, fut.set_result, "late")
     return fut
+
+
+async def test_check_refuses_early_what_run_would_refuse() -> None:
+    gate = Admission("t", slots=1, max_wait=0.2, queue_limit=10, initial_run_seconds=1.0)
+    gate.check()  # a free slot: nothing to refuse
+    work = Work()
+    first = asyncio.create_task(gate.run(work.start))
+    await settle()
+    with pytest.raises(Overloaded):
+        gate.check()
+    work.finish(0)
+    await first
+    await settle()
+    gate.check()
