@@ -345,7 +345,7 @@ def mix(ctx: Ctx) -> None:
     knee = ctx.report.knee
     reason = _missing(ctx, "catalog", "auth", "gateway")
     if reason or k6.binary() is None:
-        knee.mode = reason or "not measured: k6 not installed (make bench installs it)"
+        knee.mode = reason or "not available: k6 not installed (make bench installs it)"
         return
     knee.mode = f"open loop (k6 constant arrival rate) through the gateway; {MIX_SHARES}"
     try:
@@ -390,7 +390,7 @@ def overload(ctx: Ctx) -> None:
     ov = ctx.report.overload
     reason = _missing(ctx, "catalog", "auth", "gateway")
     if reason or k6.binary() is None:
-        ov.mode = reason or "not measured: k6 not installed (make bench installs it)"
+        ov.mode = reason or "not available: k6 not installed (make bench installs it)"
         for name in (LOGIN_CAP, READ_CAP):
             ctx.report.add(Row("overload", name, reason=ov.mode))
         return
@@ -447,3 +447,7 @@ def overload(ctx: Ctx) -> None:
         ov.mode = "open loop (k6 constant arrival rate) through the gateway"
     except Exception as exc:
         ov.mode = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+        measured = {r.name for r in ctx.report.rows}
+        for name in (LOGIN_CAP, READ_CAP):
+            if name not in measured:
+                ctx.report.add(Row("overload", name, reason=ov.mode))
