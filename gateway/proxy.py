@@ -140,6 +140,10 @@ def _content_type(raw_headers: Any) -> bytes:
     return b""
 
 
+def _has_header(raw_headers: Any, wanted: bytes) -> bool:
+    return any(name.lower() == wanted for name, _ in raw_headers)
+
+
 def _has_dot_segments(path: str) -> bool:
     # "/api/v1/catalog/../users/me" must not be matched as a catalog read.
     if "/." not in path:  # the common case, without splitting
@@ -324,7 +328,12 @@ class Proxy:
             self._duration(name, route.label).observe(time.perf_counter() - start)
             status = response.status
             self._outcome(name, _STATUS_CLASS.get(status // 100) or f"{status // 100}xx").inc()
-            if status in (502, 503, 504):
+            if status == 503 and _has_header(response.raw_headers, b"retry-after"):
+                # A shed (admission control, docs/performance.md): the instance is alive
+                # and answering fast. Counting it as a failure would open the circuit and
+                # refuse every route of the service (token refresh too) for a login burst.
+                inst.breaker.release()
+            elif status in (502, 503, 504):
                 inst.breaker.record_failure()
             else:
                 inst.breaker.record_success()

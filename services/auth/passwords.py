@@ -2,15 +2,17 @@
 
 Hashing costs tens of milliseconds of CPU and `memory_kib` of memory, so it runs in the
 hasher's own threads, never on the event loop: `concurrency` per worker (optionally at a
-lower CPU priority), the rest wait, and past `queue_limit` waiting a login gets a 503
-instead of a wait with no end.
+lower CPU priority), behind admission control (services/common/admission.py): a hash
+that could not start within `max_wait` seconds (judged at arrival from the measured hash
+time, and again while it waits), or past `queue_limit` waiters, is refused at once with
+a 503 and Retry-After instead of queued until every client has timed out. Login,
+registration, password change and reset all hash, so all of them are admitted here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -23,23 +25,17 @@ from typing import TypeVar
 from passlib.context import CryptContext
 
 from services.auth.settings import AuthSettings
-from services.common.errors import ProblemError
+from services.common.admission import Admission, Overloaded
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
-log = logging.getLogger("services.auth.passwords")
-BUSY_LOG_EVERY_SECONDS = 10.0
 T = TypeVar("T")
 
 
-class HasherBusy(ProblemError):
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "Too many sign-ins at once; try again in a moment.",
-            headers={"Retry-After": "1"},
-        )
+class HasherBusy(Overloaded):
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("Too many sign-ins at once; try again in a moment.", retry_after)
 
 
 def _lower_priority(nice: int, sched_idle: bool) -> Callable[[], None]:
@@ -67,6 +63,7 @@ class PasswordHasher:
         parallelism: int,
         concurrency: int = 4,
         queue_limit: int = 32,
+        max_wait: float = 0.1,
         nice: int = 0,
         sched_idle: bool = False,
     ) -> None:
@@ -75,10 +72,6 @@ class PasswordHasher:
             thread_name_prefix="argon2",
             initializer=_lower_priority(nice, sched_idle) if nice or sched_idle else None,
         )
-        self._concurrency = concurrency
-        self._queue_limit = queue_limit
-        self._in_flight = 0  # running plus waiting; only touched on the event loop
-        self._busy_logged = -BUSY_LOG_EVERY_SECONDS
         self._context = CryptContext(
             schemes=["argon2"],
             argon2__type="ID",
@@ -87,7 +80,17 @@ class PasswordHasher:
             argon2__parallelism=parallelism,
         )
         # Verified when the account does not exist, so a miss costs as much as a hit.
+        began = time.monotonic()
         self._dummy = self._context.hash("dummy password for timing equalisation")
+        self.admission = Admission(
+            "password_hash",
+            slots=concurrency,
+            max_wait=max_wait,
+            queue_limit=queue_limit,
+            # Idle-machine time of one hash: the first estimate, replaced by what runs measure.
+            initial_run_seconds=time.monotonic() - began,
+            refusal=HasherBusy,
+        )
 
     @classmethod
     def for_settings(cls, settings: AuthSettings) -> PasswordHasher:
@@ -97,26 +100,23 @@ class PasswordHasher:
             parallelism=settings.argon2_parallelism,
             concurrency=settings.hash_concurrency,
             queue_limit=settings.hash_queue_limit,
+            max_wait=settings.hash_max_wait_ms / 1000,
             nice=settings.hash_nice,
             sched_idle=settings.hash_sched_idle,
         )
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        """Hashes running plus waiting for a slot."""
+        return self.admission.running + self.admission.waiting
+
+    def check_capacity(self) -> None:
+        """Raise HasherBusy now if a hash asked for now would be refused."""
+        self.admission.check()
 
     async def _run(self, work: Callable[[], T]) -> T:
-        if self._in_flight >= self._concurrency + self._queue_limit:
-            now = time.monotonic()
-            if now - self._busy_logged > BUSY_LOG_EVERY_SECONDS:  # a storm: one line, not many
-                self._busy_logged = now
-                log.warning("password hashing queue full, refusing (limit %d)", self._queue_limit)
-            raise HasherBusy
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
-        finally:
-            self._in_flight -= 1
+        loop = asyncio.get_running_loop()
+        return await self.admission.run(lambda: loop.run_in_executor(self._executor, work))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -84,6 +84,7 @@ async def login(
     device_token: str | None = None,
 ) -> TokenResponse:
     email = normalise_email(email)
+    ctx.hasher.check_capacity()  # a login the hasher cannot take is refused before any I/O
     await enforce(ctx, ctx.limits.login_ip, client.ip)
     # A device this account logged in from before has its own limit and lockout; every
     # other client shares the account's (OWASP device cookies). Guessing stays bounded

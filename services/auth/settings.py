@@ -67,8 +67,14 @@ class AuthSettings(CommonSettings):
     hash_concurrency: int = Field(default=4, ge=1, validation_alias=_alias("hash_concurrency"))
     # Hashes that may wait per worker; past that a login or register gets a 503.
     hash_queue_limit: int = Field(default=32, ge=0, validation_alias=_alias("hash_queue_limit"))
-    # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests).
-    hash_nice: int = Field(default=0, ge=0, le=19, validation_alias=_alias("hash_nice"))
+    # Longest a hash may wait for a slot (ms): a login that would wait longer (judged at
+    # arrival from the measured hash time, and again while it waits) gets a 503 at once.
+    hash_max_wait_ms: int = Field(
+        default=100, ge=1, le=10_000, validation_alias=_alias("hash_max_wait_ms")
+    )
+    # CPU niceness of the hashing threads (Linux; 0 = same priority as the requests). 10:
+    # the event loop that refuses excess logins and serves refreshes runs before a hash.
+    hash_nice: int = Field(default=10, ge=0, le=19, validation_alias=_alias("hash_nice"))
     # Hash in Linux's SCHED_IDLE class: a request's thread that wakes up preempts a hash.
     hash_sched_idle: bool = Field(default=False, validation_alias=_alias("hash_sched_idle"))
 

@@ -33,6 +33,8 @@ EVERY_ROW = [
     scenarios.IDLE,
     scenarios.STORM_READ,
     scenarios.STORM,
+    scenarios.LOGIN_CAP,
+    scenarios.READ_CAP,
 ]
 
 
@@ -106,13 +108,17 @@ def test_the_report_names_its_generator_targets_and_knee(smoke: tuple[Report, st
     report, text = smoke
     assert report.generator == "python"
     assert "python-aiohttp" in text or "built-in aiohttp" in text
-    assert len(report.targets) == 6
+    assert len(report.targets) == 9
     for target in report.targets:
         assert f"| {target.name} |" in text
         assert target.verdict in text
-    assert "## Realistic mix, rising concurrency" in text
-    assert report.knee.mode
+    assert "## Realistic mix, rising arrival rate" in text
+    assert "## Overload: logins at 2x" in text
+    assert report.knee.mode and report.overload.mode
     if report.knee.steps:
-        for _c, result, acked, stored in report.knee.steps:
+        for _rate, result, acked, stored in report.knee.steps:
             assert result.requests > 0
             assert stored >= acked  # every acknowledged write is in the database
+    if report.overload.storm is not None:
+        assert report.overload.stored >= report.overload.acked
+        assert report.overload.storm.kind("read").ok > 0

@@ -49,8 +49,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default="",
-        help="comma-separated scenarios to run (ceilings,product_reads,lists,login_storm,mix);"
-        " targets whose rows are missing are reported as not measured",
+        help="comma-separated scenarios to run (ceilings,product_reads,lists,login_storm,"
+        "overload,mix); targets whose rows are missing are reported as not measured",
     )
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.smoke else 10.0)
@@ -63,6 +63,7 @@ SCENARIOS = (
     scenarios.product_reads,
     scenarios.lists,
     scenarios.login_storm,
+    scenarios.overload,
     scenarios.mix,
 )
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> Report:
             ids=fixtures.product_ids(database_url, 100, cold),
             depth=max(100, min(100_000, args.products // 4)),
             sql_runs=20 if args.smoke else 300,
-            mix_steps=[4, 8] if args.smoke else [8, 16, 32, 64, 128, 256],
+            mix_rates=[20, 40] if args.smoke else [100, 250, 500, 1000, 1500, 2000, 3000],
             storm_pairs=1 if args.smoke else 3,
         )
         for run in _chosen(args.only):

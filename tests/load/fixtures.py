@@ -56,6 +56,22 @@ def count_skus(database_url: str, prefix: str) -> int:
     return asyncio.run(_count_skus(database_url, prefix))
 
 
+async def _count_accounts(database_url: str, prefix: str) -> int:
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM auth.accounts WHERE email LIKE $1", prefix + "%"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+def count_accounts(database_url: str, prefix: str) -> int:
+    """Accounts a registration scenario left behind (compared with the 202s it was given)."""
+    return asyncio.run(_count_accounts(database_url, prefix))
+
+
 def warm(base_url: str, paths: list[str]) -> int:
     """Read each path once so it is in the cache; returns how many answered 200."""
     with httpx.Client(base_url=base_url, timeout=10) as client:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.load.k6 import OpenResult
 from tests.load.loadspec import Result
 
 
@@ -30,11 +31,29 @@ class Target:
 
 
 @dataclass
+class Overload:
+    """Logins at 2x what the hash pool served, reads at half their capacity (both
+    measured first, in the same run), open loop; idle = the same reads alone."""
+
+    mode: str = ""
+    login_capacity: float = 0.0  # logins/s served (200) in a closed-loop storm
+    read_capacity: float = 0.0  # cached reads/s through the gateway, closed loop
+    login_rate: float = 0.0
+    read_rate: float = 0.0
+    write_rate: float = 0.0
+    idle: OpenResult | None = None
+    storm: OpenResult | None = None
+    acked: int = 0  # registrations answered 202
+    stored: int = 0  # of them, accounts in the database
+
+
+@dataclass
 class Knee:
-    # (connections, result, writes acknowledged, writes stored) per step
+    # (arrival rate req/s, result, writes acknowledged, writes stored) per step
     steps: list[tuple[int, Result, int, int]] = field(default_factory=list)
     knee: int | None = None
     mode: str = ""
+    dropped: dict[int, int] = field(default_factory=dict)  # per rate: iterations not started
 
 
 @dataclass
@@ -44,6 +63,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     knee: Knee = field(default_factory=Knee)
+    overload: Overload = field(default_factory=Overload)
     notes: list[str] = field(default_factory=list)
 
     def add(self, row: Row) -> Row:

@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.load import fixtures, generators, sqlpages
+from tests.load import fixtures, generators, k6, sqlpages
 from tests.load.baselines import PATH as CONSTANT
 from tests.load.fixtures import AUTH, CATALOG, USER_PASSWORD, ProductIds
+from tests.load.k6 import Flow, K6Req
 from tests.load.loadspec import Load, Req, Result
 from tests.load.results import Report, Row
 from tests.load.stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
@@ -51,7 +52,7 @@ class Ctx:
     ids: ProductIds
     depth: int
     sql_runs: int
-    mix_steps: list[int]
+    mix_rates: list[int]
     storm_pairs: int = 3
 
 
@@ -274,20 +275,22 @@ def login_storm(ctx: Ctx) -> None:
             ctx.report.add(Row("login storm", name, reason=f"failed: {exc}"))
 
 
-def _mix(ctx: Ctx, token: str, emails: list[str], sku_prefix: str) -> tuple[list[Req], list[Req]]:
-    """100 requests: browse 80, product detail 15, login/refresh 4, writes 1.
-    Returned as (catalog part, auth part) so they can go to one entry or two."""
+# Per 200 requests: browse 160, product detail 35, login 1, refresh 2, admin write 2.
+# Login 0.5 %: an access token lives 15 minutes and a refresh token 30 days, so a shopper
+# logs in about once per device per month and otherwise refreshes (1 %, one per ~15 min
+# of activity); a shopping session is ~100-200 API calls (list pages, details, images'
+# metadata), and most sessions are anonymous or already signed in.
+MIX_SIZE = 200
+DETAIL_SLOTS = {2, 8, 13, 19, 24, 31, 37}  # 7 of every 40: 35 of 200
+MIX_SHARES = "browse 80 %, product detail 17.5 %, refresh 1 %, admin writes 1 %, login 0.5 %"
+
+
+def _mix(ctx: Ctx, token: str, emails: list[str], sku_prefix: str) -> list[K6Req]:
     browse = [
         f"{CATALOG}/products?limit=20&sort={s}"
         for s in ("newest", "price_asc", "price_desc", "name", "oldest")
     ]
     browse += [f"{CATALOG}/products?limit=20&min_price={p}" for p in (5, 10, 20, 50, 100)]
-    catalog: list[Req] = []
-    for i in range(95):
-        if i % 19 < 16:  # 80 of the 95
-            catalog.append(Req("GET", browse[i % len(browse)]))
-        else:  # 15 of the 95
-            catalog.append(Req("GET", f"{CATALOG}/products/{ctx.ids.hot[i % len(ctx.ids.hot)]}"))
     write = {
         "sku": f"{sku_prefix}{{{{n}}}}",
         "name": "Bench item",
@@ -295,114 +298,156 @@ def _mix(ctx: Ctx, token: str, emails: list[str], sku_prefix: str) -> tuple[list
         "currency": "EUR",
         "stock": 1,
     }
-    catalog.insert(
-        50,
-        Req(
-            "POST",
-            f"{CATALOG}/products",
-            {**JSON, "Authorization": f"Bearer {token}"},
-            json.dumps(write),
-            unique=True,
-        ),
+    login = K6Req(
+        "login",
+        "POST",
+        f"{AUTH}/login",
+        (200,),
+        JSON,
+        json.dumps({"email": emails[0], "password": USER_PASSWORD}),
     )
-    auth = [
-        Req(
-            "POST",
-            f"{AUTH}/login",
-            JSON,
-            json.dumps({"email": emails[i % len(emails)], "password": USER_PASSWORD}),
-        )
-        for i in range(2)
-    ]
-    auth += [
-        Req("POST", f"{AUTH}/refresh", JSON, None, refresh=True, fallback=0),
-        Req("POST", f"{AUTH}/refresh", JSON, None, refresh=True, fallback=1),
-    ]
-    return catalog, auth
+    reqs: list[K6Req] = [login]  # index 0: the refreshes' fallback
+    for i in range(1, MIX_SIZE):
+        if i in (67, 134):
+            reqs.append(K6Req("refresh", "POST", f"{AUTH}/refresh", (200,), JSON, refresh=True))
+        elif i in (50, 150):
+            reqs.append(
+                K6Req(
+                    "write",
+                    "POST",
+                    f"{CATALOG}/products",
+                    (201,),
+                    {**JSON, "Authorization": f"Bearer {token}"},
+                    json.dumps(write),
+                    unique=True,
+                )
+            )
+        elif i % 40 in DETAIL_SLOTS:
+            hot = ctx.ids.hot[i % len(ctx.ids.hot)]
+            reqs.append(K6Req("detail", "GET", f"{CATALOG}/products/{hot}"))
+        else:
+            reqs.append(K6Req("browse", "GET", browse[i % len(browse)]))
+    return reqs
 
 
-def _combine(parts: list[Result]) -> Result:
-    """Two concurrent loads as one: counts add up; p50/p95 are the larger part's,
-    p99 the worse of the two (an upper bound)."""
-    main = max(parts, key=lambda r: r.requests)
-    statuses: dict[int, int] = {}
-    for part in parts:
-        for code, n in part.statuses.items():
-            statuses[code] = statuses.get(code, 0) + n
-    return Result(
-        main.generator,
-        sum(p.requests for p in parts),
-        max(p.duration for p in parts),
-        main.p50,
-        main.p95,
-        max(p.p99 for p in parts),
-        sum(p.errors for p in parts),
-        statuses,
+def _within_budget(result: Result, dropped: int) -> bool:
+    allowed = BUDGET_FAILED * max(1, result.requests)
+    return (
+        result.p99 <= BUDGET_P99_MS
+        and result.failed + result.count(503) <= allowed
+        and dropped <= allowed
     )
 
 
 def mix(ctx: Ctx) -> None:
+    """The realistic mix through the gateway at rising arrival rates (open loop, k6):
+    the knee is the last rate served within budget."""
     knee = ctx.report.knee
-    reason = _missing(ctx, "catalog", "auth")
-    if reason:
-        knee.mode = reason
+    reason = _missing(ctx, "catalog", "auth", "gateway")
+    if reason or k6.binary() is None:
+        knee.mode = reason or "not available: k6 not installed (make bench installs it)"
         return
-    gateway = ctx.stack.url("gateway")
-    knee.mode = (
-        "one load through the gateway"
-        if gateway
-        else "no gateway yet: catalog and auth loaded directly by two generators at once"
-    )
+    knee.mode = f"open loop (k6 constant arrival rate) through the gateway; {MIX_SHARES}"
     try:
         emails = fixtures.register(_url(ctx, "auth"), 4)
     except Exception as exc:
         knee.mode = f"failed: {exc}"
         return
     run = uuid.uuid4().hex[:6]
-    for c in ctx.mix_steps:
+    for rate in ctx.mix_rates:
         try:
             token = fixtures.login(_url(ctx, "auth"), ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+            prefix = f"BENCH-{run}-r{rate}-"
+            flows = {"mix": Flow(rate, _mix(ctx, token, emails, prefix), *_vus(rate))}
+            opened = k6.run(_url(ctx, "gateway"), flows, ctx.duration)
         except Exception as exc:
-            knee.mode = f"failed: the admin could not log in: {exc}"
+            knee.mode += f"; failed at {rate} req/s: {type(exc).__name__}: {str(exc)[:200]}"
             return
-        prefix = f"BENCH-{run}-c{c}-"
-        catalog, auth = _mix(ctx, token, emails, prefix)
-        if gateway:
-            # the auth part spread evenly through the catalog part: 4 in every 100
-            reqs = list(catalog)
-            for i, req in enumerate(auth):
-                reqs.insert(12 + i * 25, req)
-            result = _run(ctx, gateway, _fix_fallbacks(reqs), c)
-        else:
-            c_auth = max(1, round(c * 0.04))
-            first = generators.start(
-                ctx.generator, Load(_url(ctx, "auth"), auth, c_auth, ctx.duration)
-            )
-            second = _run(ctx, _url(ctx, "catalog"), catalog, max(1, c - c_auth))
-            result = _combine([second, first.result()])
+        result = k6.as_result(opened)
         stored = fixtures.count_skus(ctx.database_url, prefix)
-        knee.steps.append((c, result, result.count(201), stored))
-        broken = result.p99 > BUDGET_P99_MS or result.failed > BUDGET_FAILED * max(
-            1, result.requests
-        )
-        if broken:
+        knee.steps.append((rate, result, opened.kind("write").ok, stored))
+        knee.dropped[rate] = opened.dropped
+        if not _within_budget(result, opened.dropped):
             break
-        knee.knee = c
+        knee.knee = rate
 
 
-def _fix_fallbacks(reqs: list[Req]) -> list[Req]:
-    """After merging, a refresh's fallback must point at a login of the merged list."""
-    logins = [i for i, r in enumerate(reqs) if r.path.endswith("/login")]
-    out = []
-    for r in reqs:
-        if r.refresh:
-            r = Req(
-                r.method,
-                r.path,
-                r.headers,
-                r.body,
-                refresh=True,
-                fallback=logins[r.fallback % len(logins)],
+def _vus(rate: float) -> tuple[int, int]:
+    """Preallocated and most VUs for a rate: enough that an iteration waits for a VU
+    only when answers take over a second on average."""
+    return max(20, int(rate // 4)), max(100, int(rate * 1.5))
+
+
+LOGIN_CAP = "login capacity: logins served, closed loop (16 connections)"
+READ_CAP = "read capacity: cached read via gateway, closed loop"
+OVERLOAD_CONNECTIONS = 16
+
+
+def overload(ctx: Ctx) -> None:
+    """Open-loop overload: measure the hash pool's capacity and the reads' capacity,
+    then send logins at twice the one and reads at half the other (plus a few
+    registrations, the writes that must not be lost), after the same reads alone."""
+    ov = ctx.report.overload
+    reason = _missing(ctx, "catalog", "auth", "gateway")
+    if reason or k6.binary() is None:
+        ov.mode = reason or "not available: k6 not installed (make bench installs it)"
+        for name in (LOGIN_CAP, READ_CAP):
+            ctx.report.add(Row("overload", name, reason=ov.mode))
+        return
+    gateway = _url(ctx, "gateway")
+    try:
+        emails = fixtures.register(_url(ctx, "auth"), 8)
+        logins = [
+            Req("POST", f"{AUTH}/login", JSON, json.dumps({"email": e, "password": USER_PASSWORD}))
+            for e in emails
+        ]
+        cap = ctx.report.add(
+            Row(
+                "overload",
+                LOGIN_CAP,
+                _run(ctx, gateway, logins, OVERLOAD_CONNECTIONS),
+                note="through the gateway; the 503s are admission refusals",
             )
-        out.append(r)
-    return out
+        ).result
+        hot = _reads(ctx.ids.hot)
+        fixtures.warm(gateway, [r.path for r in hot])
+        reads_cap = ctx.report.add(Row("overload", READ_CAP, _run(ctx, gateway, hot))).result
+        assert cap is not None and reads_cap is not None
+        ov.login_capacity = cap.count(200) / cap.duration if cap.duration else 0.0
+        ov.read_capacity = reads_cap.rps
+        ov.login_rate = max(2.0, 2 * ov.login_capacity)
+        ov.read_rate = max(10.0, ov.read_capacity / 2)
+        ov.write_rate = max(2.0, ov.login_capacity / 4)
+        read_flow = Flow(
+            ov.read_rate, [K6Req("read", "GET", r.path) for r in hot], *_vus(ov.read_rate)
+        )
+        ov.idle = k6.run(gateway, {"reads": read_flow}, ctx.duration)
+        tag = uuid.uuid4().hex[:8]
+        register = K6Req(
+            "register",
+            "POST",
+            f"{AUTH}/register",
+            (202,),
+            JSON,
+            json.dumps({"email": f"ovl-{tag}-{{{{n}}}}@example.com", "password": USER_PASSWORD}),
+            unique=True,
+        )
+        login_reqs = [K6Req("login", "POST", r.path, (200,), r.headers, r.body) for r in logins]
+        ov.storm = k6.run(
+            gateway,
+            {
+                "reads": read_flow,
+                "logins": Flow(ov.login_rate, login_reqs, *_vus(ov.login_rate * 10)),
+                "registrations": Flow(ov.write_rate, [register], *_vus(ov.write_rate * 10)),
+            },
+            ctx.duration,
+        )
+        ov.acked = ov.storm.kind("register").ok
+        ov.stored = fixtures.count_accounts(ctx.database_url, f"ovl-{tag}-")
+        ov.mode = "open loop (k6 constant arrival rate) through the gateway"
+    except Exception as exc:
+        ov.mode = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+        measured = {r.name for r in ctx.report.rows}
+        for name in (LOGIN_CAP, READ_CAP):
+            if name not in measured:
+                ctx.report.add(Row("overload", name, reason=ov.mode))

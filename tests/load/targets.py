@@ -83,8 +83,40 @@ def judge(report: Report, products: int) -> list[Target]:
     if products < 1_000_000:
         targets[3].measured += f" (only {products:,} rows: not the target's size)"
         targets[3].passed = None if targets[3].passed else targets[3].passed
+    targets += _overload_targets(report)
     targets.append(_knee_target(report))
     return targets
+
+
+def _overload_targets(report: Report) -> list[Target]:
+    ov = report.overload
+    names = (
+        ("overload: reads p99 vs idle p99, and their 5xx", "<= 3x and 0"),
+        ("overload: excess logins refused (503 p99), none failing otherwise", "< 100 ms and 0"),
+        ("overload: registrations acknowledged but not stored", "0"),
+    )
+    if ov.idle is None or ov.storm is None:
+        return [Target(n, g, f"not measured: {ov.mode or 'not run'}") for n, g in names]
+    idle, reads, logins = ov.idle.kind("read"), ov.storm.kind("read"), ov.storm.kind("login")
+    ratio = reads.p99 / idle.p99 if idle.p99 else 0.0
+    bad_reads = reads.server_errors + reads.shed + reads.failed
+    odd_logins = logins.server_errors + logins.failed
+    lost = max(0, ov.acked - ov.stored)
+    return [
+        Target(
+            *names[0],
+            f"{reads.p99:.2f} / {idle.p99:.2f} ms = {ratio:.1f}x; {bad_reads} 5xx or errors"
+            f" in {reads.total:,} reads",
+            ratio <= 3 and bad_reads == 0,
+        ),
+        Target(
+            *names[1],
+            f"{logins.shed:,} of {logins.total:,} refused: p99 {logins.shed_p99:.1f} ms, max"
+            f" {logins.shed_max:.1f} ms; {odd_logins} other 5xx or errors",
+            bool(logins.shed) and logins.shed_p99 < 100 and odd_logins == 0,
+        ),
+        Target(*names[2], f"{ov.acked} acked, {ov.stored} stored, {lost} lost", lost == 0),
+    ]
 
 
 def _knee_target(report: Report) -> Target:
@@ -94,12 +126,12 @@ def _knee_target(report: Report) -> Target:
     if step is None:
         why = knee.mode if not knee.steps else "even the first step broke the budget"
         return Target(name, goal, f"no knee: {why}")
-    c, result, acked, stored = step
+    rate, result, acked, stored = step
     lost = max(0, acked - stored)
     return Target(
         name,
         goal,
-        f"c={c}: {result.server_errors} 5xx, {acked} writes acknowledged,"
+        f"{rate} req/s: {result.server_errors} 5xx, {acked} writes acknowledged,"
         f" {stored} stored, {lost} lost",
         result.server_errors == 0 and lost == 0,
     )

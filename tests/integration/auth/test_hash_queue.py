@@ -59,7 +59,7 @@ def spied(hasher: PasswordHasher, delay: float = 0.03) -> OverlapSpy:
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 async def test_hashes_beyond_the_concurrency_wait_their_turn(concurrency: int) -> None:
-    hasher = PasswordHasher(**CHEAP, concurrency=concurrency, queue_limit=10)
+    hasher = PasswordHasher(**CHEAP, concurrency=concurrency, queue_limit=10, max_wait=10.0)
     spy = spied(hasher)
     try:
         hashes = await asyncio.gather(*(hasher.hash(f"password {i}") for i in range(6)))
@@ -70,7 +70,7 @@ async def test_hashes_beyond_the_concurrency_wait_their_turn(concurrency: int) -
 
 
 async def test_past_the_queue_limit_a_hash_is_refused_and_the_queue_recovers() -> None:
-    hasher = PasswordHasher(**CHEAP, concurrency=1, queue_limit=2)
+    hasher = PasswordHasher(**CHEAP, concurrency=1, queue_limit=2, max_wait=10.0)
     spied(hasher)
     try:
         results = await asyncio.gather(
@@ -119,7 +119,11 @@ async def test_a_login_storm_past_the_queue_gets_503s_and_no_500() -> None:
     # Redis's socket timeout raised well past the test's 0.2 s hashes: on a loaded CI
     # machine a 0.5 s stall made a login a Redis 503 (Retry-After 2), which is not what
     # this test is about.
-    async with auth_client(hash_concurrency=1, hash_queue_limit=1, redis_timeout=5.0) as (
+    # A generous wait budget: this test is about the queue's length; the time budget has
+    # its own tests (test_admission.py).
+    async with auth_client(
+        hash_concurrency=1, hash_queue_limit=1, hash_max_wait_ms=10_000, redis_timeout=5.0
+    ) as (
         app,
         client,
     ):

@@ -141,6 +141,30 @@ async def test_circuit_opens_then_half_open_probe_closes_it(
         assert _gauge(metrics, "gateway_circuit_state", upstreams["catalog"].url) == "0.0"
 
 
+async def test_an_upstream_shedding_load_does_not_open_the_circuit(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    """A 503 with Retry-After is admission control refusing one request (auth under a
+    login burst): the instance is up, and its other routes (token refresh) must still be
+    reached, so the refusals pass through and never open the circuit."""
+    catalog = upstreams["catalog"].behaviour
+    settings = make_settings(
+        infra, routes_for(upstreams), circuit_failures=3, circuit_open_seconds=30
+    )
+    app = create_app(settings, jwks_fetcher=jwks_fetcher)
+    async with serving(app), client_for(app) as client:
+        catalog.fail_status = 503
+        catalog.fail_headers = {"content-type": "application/problem+json", "retry-after": "1"}
+        shed = [await client.get("/api/v1/catalog/x") for _ in range(6)]
+        assert [r.status_code for r in shed] == [503] * 6
+        assert all(r.headers["retry-after"] == "1" for r in shed)
+        assert catalog.count() == 6  # every one reached the upstream: no circuit-open
+        catalog.fail_status = None
+        assert (await client.get("/api/v1/catalog/x")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert _gauge(metrics, "gateway_circuit_state", upstreams["catalog"].url) == "0.0"
+
+
 async def test_round_robin_and_unhealthy_instance_skipped(
     infra: Infra, upstreams: dict[str, Upstream]
 ) -> None:

@@ -32,6 +32,7 @@ class Behaviour:
     name: str
     hits: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     fail_status: int | None = None  # answer every API call with this status
+    fail_headers: dict[str, str] = field(default_factory=dict)  # ...and these headers
     healthy: bool = True
 
     def count(self, method: str | None = None, suffix: str = "") -> int:
@@ -55,7 +56,9 @@ def build_app(behaviour: Behaviour, prefix: str) -> FastAPI:
     async def echo(path: str, request: Request) -> Response:
         behaviour.hits.append((request.method, request.url.path))
         if behaviour.fail_status is not None:
-            return JSONResponse({"failing": True}, status_code=behaviour.fail_status)
+            return JSONResponse(
+                {"failing": True}, status_code=behaviour.fail_status, headers=behaviour.fail_headers
+            )
         last = request.url.path.rsplit("/", 1)[-1]
         if last == "slow":
             await asyncio.sleep(float(request.query_params.get("s", "2")))
