@@ -95,6 +95,17 @@ def operation_ids(service: str) -> Callable[[APIRoute], str]:
     return unique_id
 
 
+def humanise_summaries(doc: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI makes a missing summary from the route's name (`verifyEmail` ->
+    "Verifyemail"); say it in words instead ("Verify email"). In place."""
+    for _, _, operation in _operations(doc):
+        name = str(operation.get("operationId", "")).rpartition(".")[2]
+        if name and operation.get("summary") == name.replace("_", " ").title():
+            words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+            operation["summary"] = words[:1].upper() + words[1:]
+    return doc
+
+
 def problem_content() -> dict[str, Any]:
     return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}
 
@@ -203,7 +214,7 @@ def install_problem_docs(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = generate()
+            doc = humanise_summaries(generate())
             protected = _route_keys(app.routes, _needs_principal)
             # An optional principal still rejects an invalid token with a 401.
             token_read = _route_keys(app.routes, _reads_principal)
