@@ -88,9 +88,12 @@ class GatewaySettings(CommonSettings):
     rate_user: str = Field(default="600/minute", validation_alias=_alias("rate_user"))
     rate_auth: str = Field(default="30/minute", validation_alias=_alias("rate_auth"))
 
-    # Allowed CORS origins (JSON list; unset in development: DEV_CORS_ORIGINS; a loopback
-    # origin is refused in production); Strict-Transport-Security max-age; /docs on or off.
+    # Allowed CORS origins (JSON list). Unset in development: the local front-end dev
+    # servers (http://localhost and 127.0.0.1, ports 5173 and 3000); production refuses
+    # a loopback origin.
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
+
+    # Strict-Transport-Security max-age; /docs on or off.
     hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
     docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))
     openapi_cache_seconds: float = Field(
