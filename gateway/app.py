@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
+from gateway.docs import install_docs
 from gateway.edge import GatewayEdge
 from gateway.edge_auth import EdgeAuth
 from gateway.front import GatewayApi
-from gateway.openapi import OpenApiCache
 from gateway.proxy import Proxy
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import RoutingTable, poll_health
@@ -37,24 +35,6 @@ def _upstream_check(table: RoutingTable, name: str) -> ReadinessCheck:
             raise RuntimeError(f"no healthy instance of {name}")
 
     return check
-
-
-def _docs_router(settings: GatewaySettings, table: RoutingTable, proxy: Proxy) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    cache = OpenApiCache(table, ttl=settings.openapi_cache_seconds)
-
-    @router.get("/openapi.json")
-    async def openapi(request: Request) -> JSONResponse:
-        assert proxy.session is not None
-        return JSONResponse(await cache.get(proxy.session, request.app.openapi()))
-
-    if settings.docs_enabled:
-
-        @router.get("/docs")
-        async def docs() -> HTMLResponse:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="shopstack API")
-
-    return router
 
 
 def create_app(
@@ -140,13 +120,7 @@ def create_app(
     )
     app = create_service_app(spec)
     assert isinstance(app, GatewayApi)
-    # Replace FastAPI's own /openapi.json and /docs by the merged document.
-    app.router.routes[:] = [
-        r
-        for r in app.router.routes
-        if getattr(r, "path", None) not in ("/openapi.json", "/docs", "/docs/oauth2-redirect")
-    ]
-    app.include_router(_docs_router(settings, table, proxy))
+    install_docs(app, settings, table, proxy)
     own_paths = frozenset(
         p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
     )

@@ -9,11 +9,16 @@ every one the problem responses the gateway itself may give (services.common.ope
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import copy
+import importlib
+import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +31,13 @@ log = logging.getLogger("gateway.openapi")
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 BEARER = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+# Descriptions of the operations' tags (Swagger UI's sections, the Python client's modules).
+TAG_DESCRIPTIONS = {
+    "auth": "Accounts, sign-in, tokens and sessions",
+    "users": "Profiles and the user directory",
+    "catalog": "Products and categories",
+    "health": "The gateway's liveness and readiness",
+}
 FAILED_RETRY_SECONDS = 5.0  # an incomplete document is refetched soon, not after the TTL
 
 
@@ -89,6 +101,15 @@ def merge(
             if isinstance(operation, dict):
                 public = is_public(method.upper(), path)
                 operation["security"] = [] if public else [{"bearerAuth": []}]
+    known = {t.get("name") for t in tags}
+    for item in paths.values():
+        for method in HTTP_METHODS:
+            for tag in (item.get(method) or {}).get("tags", []):
+                if tag not in known:
+                    known.add(tag)
+                    tags.append({"name": tag, "description": TAG_DESCRIPTIONS.get(tag, "")})
+    order = list(TAG_DESCRIPTIONS)
+    tags.sort(key=lambda t: order.index(t["name"]) if t.get("name") in order else len(order))
     # The gateway's own answers (edge auth, rate limits, body limit, upstream failures)
     # on top of what each service documents.
     document_problems(
@@ -143,3 +164,44 @@ class OpenApiCache:
                     type(exc).__name__,
                 )
         return {}
+
+
+def build_in_process(upstream_apps: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The merged document with no server running: every upstream's app (and the
+    gateway's) is built in this process and asked for its document, as the gateway asks
+    the running upstreams for theirs. `upstream_apps`: upstream name -> module with a
+    `create_app()` (default: `services.<name>.app`). What `make clients` generates from.
+    """
+    from gateway.app import create_app as create_gateway  # the app module imports this one
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    table = RoutingTable(settings.route_table, failure_threshold=1, open_seconds=1.0)
+    modules = dict(upstream_apps or {u.name: f"services.{u.name}.app" for u in table.upstreams})
+    docs = {
+        name: importlib.import_module(module).create_app().openapi()
+        for name, module in modules.items()
+    }
+    # A JSON round trip, as over HTTP: the same document the live gateway serves.
+    docs = json.loads(json.dumps(docs))
+    base = json.loads(json.dumps(create_gateway(settings).openapi()))
+    return merge(docs, table, base=base)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.openapi",
+        description="Write the gateway's merged OpenAPI document, built in process.",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: standard output")
+    args = parser.parse_args(argv)
+    text = json.dumps(build_in_process(), indent=2, ensure_ascii=False) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 # API responses are JSON: nothing may load, nothing may frame them.
 API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-# Swagger UI: its bundle from jsDelivr, inline init script and styles.
+# Swagger UI (gateway/docs.py): everything from the gateway itself, no inline script.
 DOCS_CSP = (
-    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-    b"frame-ancestors 'none'; base-uri 'none'"
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    b"font-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
+    b"base-uri 'none'"
 )
 NO_STORE_PREFIXES = ("/api/v1/auth",)  # tokens in bodies: never cached anywhere

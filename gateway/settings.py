@@ -7,12 +7,23 @@ instances; GATEWAY_AUTH_URL... spellings win).
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 from ipaddress import ip_network
+=======
+import ipaddress
+>>>>>>> issue-21-clients
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, Environment
+
+# The origins of the usual local front-end dev servers (Vite 5173, CRA/Next 3000):
+# allowed by default in development only (GATEWAY_CORS_ORIGINS unset).
+DEV_CORS_ORIGINS = [
+    f"http://{host}:{port}" for port in (5173, 3000) for host in ("localhost", "127.0.0.1")
+]
 
 
 def _alias(name: str, *more: str) -> Any:
@@ -81,8 +92,12 @@ class GatewaySettings(CommonSettings):
     rate_user: str = Field(default="600/minute", validation_alias=_alias("rate_user"))
     rate_auth: str = Field(default="30/minute", validation_alias=_alias("rate_auth"))
 
-    # Allowed CORS origins (JSON list); Strict-Transport-Security max-age; /docs on or off.
+    # Allowed CORS origins (JSON list). Unset in development: the local front-end dev
+    # servers (http://localhost and 127.0.0.1, ports 5173 and 3000); production refuses
+    # a loopback origin.
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
+
+    # Strict-Transport-Security max-age; /docs on or off.
     hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
     docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))
     # Operator endpoints (/metrics, /readyz) answer only on the operator listener
@@ -112,6 +127,12 @@ class GatewaySettings(CommonSettings):
         for prefix, urls in self.routes.items():
             if not prefix.startswith("/") or not urls:
                 raise ValueError(f"route {prefix!r} needs a leading / and at least one upstream")
+        if "cors_origins" not in self.model_fields_set and self.is_development:
+            self.cors_origins = list(DEV_CORS_ORIGINS)
+        if self.environment is Environment.production:
+            local = [o for o in self.cors_origins if _is_loopback(o)]
+            if local:
+                raise ValueError(f"GATEWAY_CORS_ORIGINS: no local origin in production: {local}")
         # The JWKS lives on auth: follow AUTH_URL unless JWKS_URL was given.
         if "jwks_url" not in self.model_fields_set:
             first = _instances(self.auth_url)
@@ -123,3 +144,13 @@ class GatewaySettings(CommonSettings):
     def route_table(self) -> dict[str, list[str]]:
         assert self.routes is not None
         return {prefix: [u.rstrip("/") for u in urls] for prefix, urls in self.routes.items()}
+
+
+def _is_loopback(origin: str) -> bool:
+    host = urlsplit(origin).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

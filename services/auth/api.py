@@ -93,6 +93,7 @@ UniformTime = Depends(uniform_time, scope="function")
     status_code=status.HTTP_202_ACCEPTED,
     responses=PROBLEMS,
     dependencies=[UniformTime],
+    name="register",
 )
 async def register(
     body: RegisterRequest, session: SessionDep, ctx: Ctx, client: ClientDep
@@ -103,7 +104,7 @@ async def register(
     return Accepted(detail=ACCEPTED)
 
 
-@router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT, name="verifyEmail")
 async def verify_email(body: TokenRequest, session: SessionDep, ctx: Ctx) -> Response:
     await service.verify_email(session, ctx, body.token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -114,6 +115,7 @@ async def verify_email(body: TokenRequest, session: SessionDep, ctx: Ctx) -> Res
     status_code=status.HTTP_202_ACCEPTED,
     responses=PROBLEMS,
     dependencies=[UniformTime],
+    name="resendVerification",
 )
 async def resend_verification(
     body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
@@ -158,6 +160,7 @@ async def _credentials(request: Request) -> tuple[str, str]:
     "/login",
     openapi_extra=_LOGIN_BODY,
     responses={401: {"description": "Wrong email or password"}, **PROBLEMS},
+    name="login",
 )
 async def login(
     request: Request,
@@ -191,7 +194,9 @@ async def login(
     return tokens
 
 
-@router.post("/refresh", responses={401: {"description": "Invalid, expired or reused"}})
+@router.post(
+    "/refresh", responses={401: {"description": "Invalid, expired or reused"}}, name="refresh"
+)
 async def refresh(
     body: RefreshRequest, session: SessionDep, ctx: Ctx, client: ClientDep
 ) -> TokenResponse:
@@ -200,13 +205,17 @@ async def refresh(
     return await sessions.refresh(session, ctx, body.refresh_token, client)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized, name="logout"
+)
 async def logout(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
     await sessions.logout(session, ctx, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+@router.post(
+    "/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized, name="logoutAll"
+)
 async def logout_all(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
     await sessions.logout_all(session, ctx, principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -217,6 +226,7 @@ async def logout_all(principal: CurrentUser, session: SessionDep, ctx: Ctx) -> R
     status_code=status.HTTP_202_ACCEPTED,
     responses=PROBLEMS,
     dependencies=[UniformTime],
+    name="forgotPassword",
 )
 async def forgot_password(
     body: EmailRequest, session: SessionDep, ctx: Ctx, client: ClientDep
@@ -225,13 +235,18 @@ async def forgot_password(
     return Accepted(detail=ACCEPTED)
 
 
-@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT, name="resetPassword")
 async def reset_password(body: ResetPasswordRequest, session: SessionDep, ctx: Ctx) -> Response:
     await service.reset_password(session, ctx, body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/password/change", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized)
+@router.post(
+    "/password/change",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=Authorized,
+    name="changePassword",
+)
 async def change_password(
     body: ChangePasswordRequest, principal: CurrentUser, session: SessionDep, ctx: Ctx
 ) -> Response:
@@ -239,14 +254,17 @@ async def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/sessions", dependencies=Authorized)
+@router.get("/sessions", dependencies=Authorized, name="listSessions")
 async def list_sessions(principal: CurrentUser, session: SessionDep) -> SessionList:
     """The caller's live sessions, most recently used first (at most 100)."""
     return SessionList(items=await sessions.list_sessions(session, principal))
 
 
 @router.delete(
-    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=Authorized
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=Authorized,
+    name="deleteSession",
 )
 async def delete_session(
     session_id: uuid.UUID, principal: CurrentUser, session: SessionDep, ctx: Ctx
@@ -263,11 +281,15 @@ async def _jwks(ctx: AuthContext) -> Response:
     )
 
 
-@jwks_router.get("/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+@jwks_router.get("/.well-known/jwks.json", summary="Public signing keys (JWKS)", name="getJwks")
 async def jwks(ctx: Ctx) -> Response:
     return await _jwks(ctx)
 
 
-@jwks_router.get(f"{PREFIX}/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+@jwks_router.get(
+    f"{PREFIX}/.well-known/jwks.json",
+    summary="Public signing keys (JWKS)",
+    name="getJwksUnderPrefix",
+)
 async def jwks_prefixed(ctx: Ctx) -> Response:
     return await _jwks(ctx)

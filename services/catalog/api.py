@@ -82,6 +82,7 @@ async def _invalidate(state: CatalogState, *product_ids: uuid.UUID) -> None:
     response_model=Page[ProductOut],
     summary="List products",
     responses={403: {"description": "Filtering by status needs the admin role"}},
+    name="listProducts",
 )
 async def list_products(
     request: Request, query: Annotated[ProductListQuery, Query()], principal: OptionalUser
@@ -148,6 +149,7 @@ async def _load_product(state: CatalogState, product_id: uuid.UUID, admin: bool)
     response_model=ProductOut,
     summary="One product (cached; ETag / If-None-Match)",
     responses={304: {"description": "Not modified"}, 404: {"description": "No such product"}},
+    name="getProduct",
 )
 async def get_product(product_id: ProductId, request: Request) -> Response:
     # One Redis GET, the cached bytes are the body (anonymous hits never get here: see
@@ -172,7 +174,12 @@ async def get_product(product_id: ProductId, request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
-@router.get("/products/by-sku/{sku}", response_model=ProductOut, summary="One product by SKU")
+@router.get(
+    "/products/by-sku/{sku}",
+    response_model=ProductOut,
+    summary="One product by SKU",
+    name="getProductBySku",
+)
 async def get_product_by_sku(
     sku: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     request: Request,
@@ -230,6 +237,7 @@ async def run_idempotent(
     status_code=201,
     response_model=ProductOut,
     summary="Create a product (admin; Idempotency-Key)",
+    name="createProduct",
 )
 async def create_product(
     body: ProductCreate,
@@ -272,6 +280,7 @@ async def create_product(
     response_model=ProductOut,
     summary="Update a product (admin; If-Match required)",
     responses={412: {"description": "Stale If-Match"}, 428: {"description": "No If-Match"}},
+    name="updateProduct",
 )
 async def update_product(
     product_id: ProductId,
@@ -287,7 +296,12 @@ async def update_product(
     return _product_response(row)
 
 
-@router.post("/products/{product_id}/archive", response_model=ProductOut, summary="Archive (admin)")
+@router.post(
+    "/products/{product_id}/archive",
+    response_model=ProductOut,
+    summary="Archive (admin)",
+    name="archiveProduct",
+)
 async def archive_product(
     product_id: ProductId, request: Request, session: SessionDep, admin: AdminUser
 ) -> Response:
@@ -298,7 +312,10 @@ async def archive_product(
 
 
 @router.delete(
-    "/products/{product_id}", status_code=204, summary="Delete (admin; If-Match optional)"
+    "/products/{product_id}",
+    status_code=204,
+    summary="Delete (admin; If-Match optional)",
+    name="deleteProduct",
 )
 async def delete_product(
     product_id: ProductId, request: Request, session: SessionDep, admin: AdminUser
@@ -314,6 +331,7 @@ async def delete_product(
     "/products/{product_id}/stock",
     response_model=ProductOut,
     summary="Adjust stock atomically (admin); 409 if it would go below zero",
+    name="adjustStock",
 )
 async def adjust_stock(
     product_id: ProductId,

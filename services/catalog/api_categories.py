@@ -32,7 +32,12 @@ def _category_response(
     return json_response(category_json(row), status_code=status_code, etag=etag, headers=headers)
 
 
-@router.get("/categories", response_model=Page[CategoryOut], summary="List categories")
+@router.get(
+    "/categories",
+    response_model=Page[CategoryOut],
+    summary="List categories",
+    name="listCategories",
+)
 async def list_categories(
     request: Request, query: Annotated[CategoryListQuery, Query()], session: SessionDep
 ) -> Response:
@@ -49,7 +54,12 @@ async def list_categories(
     return json_response(category_page_json(page), headers={"Link": link} if link else None)
 
 
-@router.get("/categories/{category_id}", response_model=CategoryOut, summary="One category")
+@router.get(
+    "/categories/{category_id}",
+    response_model=CategoryOut,
+    summary="One category",
+    name="getCategory",
+)
 async def get_category(category_id: uuid.UUID, request: Request, session: SessionDep) -> Response:
     row = await categories.get_category(session, category_id=category_id)
     if row is None:
@@ -58,7 +68,10 @@ async def get_category(category_id: uuid.UUID, request: Request, session: Sessio
 
 
 @router.get(
-    "/categories/by-slug/{slug}", response_model=CategoryOut, summary="One category by slug"
+    "/categories/by-slug/{slug}",
+    response_model=CategoryOut,
+    summary="One category by slug",
+    name="getCategoryBySlug",
 )
 async def get_category_by_slug(
     slug: Annotated[str, Path(max_length=100)], request: Request, session: SessionDep
@@ -74,6 +87,7 @@ async def get_category_by_slug(
     status_code=201,
     response_model=CategoryOut,
     summary="Create a category (admin; Idempotency-Key)",
+    name="createCategory",
 )
 async def create_category(
     body: CategoryCreate,
@@ -110,6 +124,7 @@ async def create_category(
     response_model=CategoryOut,
     summary="Update a category (admin; If-Match required)",
     responses={412: {"description": "Stale If-Match"}, 428: {"description": "No If-Match"}},
+    name="updateCategory",
 )
 async def update_category(
     category_id: uuid.UUID,
@@ -125,7 +140,12 @@ async def update_category(
     return json_response(category_json(row), etag=version_etag(row.version))
 
 
-@router.delete("/categories/{category_id}", status_code=204, summary="Delete a category (admin)")
+@router.delete(
+    "/categories/{category_id}",
+    status_code=204,
+    summary="Delete a category (admin)",
+    name="deleteCategory",
+)
 async def delete_category(
     category_id: uuid.UUID, request: Request, session: SessionDep, admin: AdminUser
 ) -> Response:

@@ -76,6 +76,7 @@ async def _multipart_file(request: Request, body: bytes) -> tuple[str, bytes]:
         413: {"description": "Too many rows or bytes"},
         415: {"description": "Unsupported content type"},
     },
+    name="importProducts",
 )
 async def import_products(
     request: Request,

@@ -19,7 +19,7 @@ from services.common.health import ReadinessCheck, check_database, check_redis, 
 from services.common.jwt import JwksCache, JwksFetcher, TokenVerifier, http_jwks_fetcher
 from services.common.logging import configure_logging
 from services.common.middleware import ObservabilityMiddleware
-from services.common.openapi import install_problem_docs
+from services.common.openapi import install_problem_docs, operation_ids
 from services.common.redis import create_redis
 from services.common.settings import CommonSettings
 from services.common.tracing import instrument_app, instrument_engine
@@ -127,6 +127,7 @@ def create_app(spec: ServiceSpec) -> FastAPI:
         lifespan=_lifespan(spec),
         docs_url="/docs" if spec.settings.is_development else None,
         redoc_url=None,
+        generate_unique_id_function=operation_ids(spec.name),
         # FastAPI's own OpenTelemetry layer stays off: spans come from our ASGI middleware
         # (OTEL_ENABLED), metrics from Prometheus; on, it looks up the global providers
         # on every request (~3 % of a proxied read's CPU in the gateway).

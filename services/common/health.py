@@ -27,7 +27,7 @@ async def check_redis(request: Request) -> None:
 def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="The process is alive")
+    @router.get("/healthz", summary="The process is alive", name="liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -41,6 +41,7 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
                 "content": {"application/json": {}},
             }
         },
+        name="readiness",
     )
     async def readyz(request: Request) -> JSONResponse:
         async def run(check: ReadinessCheck) -> str:

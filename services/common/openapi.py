@@ -9,6 +9,7 @@ here or on the route, is `application/problem+json` with the `Problem` schema.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from services.common.errors import PROBLEM_MEDIA_TYPE, title_for
 from services.common.security import get_optional_principal, get_principal, require_admin
 
+# An operationId: `<service>.<lowerCamelCase name=>`; a function's default (snake_case)
+# name does not match, so a route without `name=` is caught by tests/contract.
+OPERATION_ID = re.compile(r"[a-z][a-z0-9_]*\.[a-z][A-Za-z0-9]*")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MUTATING = frozenset({"post", "put", "patch", "delete"})
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -73,6 +77,33 @@ DESCRIPTIONS = {
 Protected = Callable[[str, str, dict[str, Any]], bool]
 # (method, path, operation, protected) -> the shared error statuses it may answer
 Statuses = Callable[[str, str, dict[str, Any], bool], set[int]]
+
+
+def operation_ids(service: str) -> Callable[[APIRoute], str]:
+    """FastAPI's `generate_unique_id_function` for `service`: the operationId of a route
+    is `<service>.<name>`, from the route's explicit `name=` (`catalog.listProducts`).
+
+    Generated clients name their methods after it, so it is a public contract: it must
+    not change when a handler function is renamed, hence an explicit lowerCamelCase
+    `name=` on every route and not the function's name. tests/contract holds every id
+    of the merged document stable and refuses one that is not `<service>.<camelCase>`.
+    """
+
+    def unique_id(route: APIRoute) -> str:
+        return f"{service}.{route.name}"
+
+    return unique_id
+
+
+def humanise_summaries(doc: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI makes a missing summary from the route's name (`verifyEmail` ->
+    "Verifyemail"); say it in words instead ("Verify email"). In place."""
+    for _, _, operation in _operations(doc):
+        name = str(operation.get("operationId", "")).rpartition(".")[2]
+        if name and operation.get("summary") == name.replace("_", " ").title():
+            words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+            operation["summary"] = words[:1].upper() + words[1:]
+    return doc
 
 
 def problem_content() -> dict[str, Any]:
@@ -183,7 +214,7 @@ def install_problem_docs(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = generate()
+            doc = humanise_summaries(generate())
             protected = _route_keys(app.routes, _needs_principal)
             # An optional principal still rejects an invalid token with a 401.
             token_read = _route_keys(app.routes, _reads_principal)

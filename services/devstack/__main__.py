@@ -12,16 +12,24 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from services.devstack import demo
 from services.devstack.database import ensure_database, migrate
 from services.devstack.processes import ProcessFailed, Supervisor
 from services.devstack.smtp_sink import SmtpSink
-from services.devstack.stack import DEFAULT_PORTS, DEFAULT_SMTP_PORT, ROOT, StackConfig, build_specs
+from services.devstack.stack import (
+    DEFAULT_PORTS,
+    DEFAULT_SMTP_PORT,
+    ROOT,
+    StackConfig,
+    available,
+    build_specs,
+)
 
 log = logging.getLogger("devstack")
 DATABASE_NAME = "shopstack"
@@ -55,9 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", default=None, help="comma-separated subset, e.g. auth,users (default: all)"
     )
     parser.add_argument(
-        "--seed", action="store_true", help="fill the catalog with demo products before starting"
+        "--seed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="demo categories and products and a demo admin, printed at start (--no-seed: none)",
     )
-    parser.add_argument("--seed-products", type=int, default=10_000)
+    parser.add_argument("--seed-products", type=int, default=1_000)
     parser.add_argument(
         "--quiet", action="store_true", help="keep process output in <data>/logs only"
     )
@@ -93,20 +104,20 @@ def _quietly(what: str, stop: object) -> None:
         log.exception("stopping %s failed", what)
 
 
-def seed(database_url: str, products: int) -> None:
-    if not (ROOT / "services" / "catalog" / "seed.py").is_file():
-        log.info("--seed: services/catalog/seed.py does not exist yet, nothing to seed")
-        return
-    log.info("seeding %d products", products)
-    subprocess.run(  # noqa: S603 - fixed module, our own arguments
-        [sys.executable, "-m", "services.catalog.seed", "--products", str(products)],
-        env={**os.environ, "DATABASE_URL": database_url},
-        cwd=ROOT,
-        check=True,
-    )
+def seed_demo(config: StackConfig, products: int) -> list[str]:
+    """Demo catalog and admin (services/devstack/demo.py); the banner's lines about them."""
+    names = available(config)
+    seeded = None
+    if "catalog" in names:
+        demo.seed_catalog(config, products)
+        seeded = products
+    admin = demo.ensure_admin(config) if "auth" in names else None
+    return demo.banner_lines(config, admin, seeded)
 
 
-def banner(config: StackConfig, names: list[str], mail_dir: Path) -> str:
+def banner(
+    config: StackConfig, names: list[str], mail_dir: Path, demo_lines: Sequence[str] = ()
+) -> str:
     lines = ["", "shopstack is running (Ctrl-C stops everything):"]
     if "gateway" in names:
         lines.append(f"  gateway   {config.url('gateway')}   (API docs: /docs)")
@@ -116,6 +127,7 @@ def banner(config: StackConfig, names: list[str], mail_dir: Path) -> str:
     lines += [
         f"  mail      {mail_dir}  (SMTP 127.0.0.1:{config.smtp_port})",
         f"  logs      {config.data_dir / 'logs'}",
+        *demo_lines,
         "",
     ]
     return "\n".join(lines)
@@ -132,8 +144,6 @@ def run(args: argparse.Namespace) -> int:
         if ensure_database(database_url):
             log.info("created the database")
         log.info("migrated: %s", ", ".join(migrate(database_url)))
-        if args.seed:
-            seed(database_url, args.seed_products)
         mail_dir = args.data_dir / "mail"
         sink = SmtpSink(mail_dir, args.smtp_port).start()
         stack.callback(_quietly, "smtp sink", sink.stop)
@@ -148,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             default_concurrency=args.workers,
             only=args.only.split(",") if args.only else None,
         )
+        demo_lines = seed_demo(config, args.seed_products) if args.seed else []
         supervisor = Supervisor(
             args.data_dir / "logs",
             echo=not args.quiet,
@@ -163,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         except ProcessFailed as exc:
             log.error("%s", exc)
             return 130 if stop.is_set() else 1
-        print(banner(config, list(supervisor.specs), mail_dir), flush=True)
+        print(banner(config, list(supervisor.specs), mail_dir, demo_lines), flush=True)
         while not stop.wait(0.5):
             if died := supervisor.exited():
                 for name, code in died.items():

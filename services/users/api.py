@@ -54,7 +54,7 @@ def _written(profile: Profile) -> Response:
     return Response(service.dump(profile), media_type="application/json", headers=headers)
 
 
-@router.get("/me", response_model=ProfileOut, summary="My profile")
+@router.get("/me", response_model=ProfileOut, summary="My profile", name="getMe")
 async def get_me(
     request: Request, session: SessionDep, principal: CurrentUser, if_none_match: IfNoneMatch = None
 ) -> Response:
@@ -69,6 +69,7 @@ async def get_me(
     response_model=ProfileOut,
     summary="Update my profile (If-Match optional: 412 on a stale ETag)",
     responses={412: {"description": "Stale ETag"}},
+    name="updateMe",
 )
 async def patch_me(
     request: Request,
@@ -84,13 +85,18 @@ async def patch_me(
     return _written(profile)
 
 
-@router.delete("/me", status_code=204, summary="Delete my account (anonymise, sign out everywhere)")
+@router.delete(
+    "/me",
+    status_code=204,
+    summary="Delete my account (anonymise, sign out everywhere)",
+    name="deleteMe",
+)
 async def delete_me(request: Request, session: SessionDep, principal: CurrentUser) -> Response:
     await service.delete_own(session, _cache(request), request.app.state.redis, principal)
     return Response(status_code=204)
 
 
-@router.get("", response_model=UserPage, summary="The user directory (admins)")
+@router.get("", response_model=UserPage, summary="The user directory (admins)", name="listUsers")
 async def list_users(
     request: Request,
     response: Response,
@@ -124,6 +130,7 @@ async def list_users(
     response_model=ProfileOut | PublicProfile,
     summary="A user: public view, or the full view for the owner and admins",
     responses=NOT_FOUND,
+    name="getUser",
 )
 async def get_user(
     request: Request,
@@ -147,6 +154,7 @@ async def get_user(
     response_model=ProfileOut,
     summary="Change a user's role or status (admins; If-Match required)",
     responses={**NOT_FOUND, 409: {"description": "Self-demotion"}, 412: {}, 428: {}},
+    name="updateUser",
 )
 async def patch_user(
     request: Request,

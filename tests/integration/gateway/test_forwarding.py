@@ -129,7 +129,10 @@ async def test_security_headers_and_no_store_on_auth(
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["strict-transport-security"].startswith("max-age=")
     assert proxied.headers["content-security-policy"].startswith("default-src 'none'")
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    # Swagger UI from the gateway itself: no other origin, no inline script.
+    docs_csp = docs.headers["content-security-policy"]
+    assert "script-src 'self';" in docs_csp
+    assert "http" not in docs_csp and "unsafe-inline" not in docs_csp
     assert auth.headers["cache-control"] == "no-store"
     assert "cache-control" not in proxied.headers
 
