@@ -7,11 +7,7 @@ instances; GATEWAY_AUTH_URL... spellings win).
 
 from __future__ import annotations
 
-<<<<<<< HEAD
-from ipaddress import ip_network
-=======
 import ipaddress
->>>>>>> issue-21-clients
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,8 +93,9 @@ class GatewaySettings(CommonSettings):
     # a loopback origin.
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_alias("cors_origins"))
 
-    # Strict-Transport-Security max-age; /docs on or off.
+    # Strict-Transport-Security max-age.
     hsts_seconds: int = Field(default=63072000, ge=0, validation_alias=_alias("hsts_seconds"))
+    # /docs and /openapi.json on or off (the client contract: public when on).
     docs_enabled: bool = Field(default=True, validation_alias=_alias("docs_enabled"))
     # Operator endpoints (/metrics, /readyz) answer only on the operator listener
     # (OPERATOR_PORT, bound by deploy/gunicorn.conf.py and never published) or to a
@@ -107,9 +104,13 @@ class GatewaySettings(CommonSettings):
         default=None, ge=1, le=65535, validation_alias=_alias("operator_port", "OPERATOR_PORT")
     )
     operator_networks: list[IPvAnyNetwork] = Field(
-        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ],
         validation_alias=_alias("operator_networks"),
     )
+    # How long the merged OpenAPI document is kept before the upstreams are asked again.
     openapi_cache_seconds: float = Field(
         default=60.0, gt=0, validation_alias=_alias("openapi_cache_seconds")
     )
