@@ -45,6 +45,11 @@ class ConnectionBroken(UpstreamError):
     """Closed, reset or garbled before the answer was complete."""
 
 
+class UnsafeRequest(ValueError):
+    """A header or target that would change the request's framing (CR, LF, NUL; a space in
+    the target): never sent. A ValueError, as aiohttp raises for such values."""
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     host: str
@@ -174,6 +179,7 @@ class _Connection(asyncio.Protocol):
         self._head: asyncio.Future[LeanResponse] | None = None
         self._keep_alive = False
         self._framed = False
+        self._finished = False  # this exchange's answer is complete
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self.answered = False  # a byte of this exchange's answer arrived
@@ -184,7 +190,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._head is None:  # bytes nobody asked for: never let them answer a request
+        if self._head is None or self._finished:
+            # Bytes nobody asked for (on an idle connection, or after the complete answer):
+            # never let them answer, or prefix the answer to, a later request.
             self.close()
             return
         self.answered = True
@@ -208,6 +216,12 @@ class _Connection(asyncio.Protocol):
         self._fail(ConnectionBroken("connection closed" if exc is None else str(exc)))
 
     # --- httptools callbacks ---
+    def on_message_begin(self) -> None:
+        if self._finished:
+            # A second answer in the same read as the first: stop parsing (the parser
+            # raises) and close; the complete first answer stays readable.
+            raise ConnectionBroken("bytes after a complete answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
@@ -240,7 +254,8 @@ class _Connection(asyncio.Protocol):
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self._response is not None:
+        if self._response is not None:  # not an interim 1xx answer
+            self._finished = True
             self._cancel_timer()
             self._response._finish()
 
@@ -252,6 +267,7 @@ class _Connection(asyncio.Protocol):
         self.answered = False
         self._response = None
         self._framed = False
+        self._finished = False
         self._timer = loop.call_at(deadline, self._timed_out)
         self.transport.write(head)
         return self._head
@@ -368,6 +384,18 @@ class UpstreamPool:
         self, address: Address, target: bytes, headers: Sequence[tuple[str, str]]
     ) -> LeanResponse:
         lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        # One CR and one LF per header line, no NUL: a value can never start a new line
+        # (header injection, request splitting), whatever its source.
+        if (
+            lines.count("\n") != len(headers)
+            or lines.count("\r") != len(headers)
+            or "\0" in lines
+            or b"\r" in target
+            or b"\n" in target
+            or b"\0" in target
+            or b" " in target
+        ):
+            raise UnsafeRequest("CR, LF, NUL or space in a header or the request target")
         head = b"GET %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (
             target,
             address.host_header.encode("latin-1"),

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.catalog.listing import CATEGORY_COLUMNS, category_subtree
-from services.catalog.models import Category, Product
+from services.catalog.listing import CATEGORY_COLUMNS, category_subtree_levels
+from services.catalog.models import MAX_CATEGORY_DEPTH, Category, Product
 from services.catalog.schemas import CategoryCreate, CategoryUpdate
 from services.catalog.service import conflict, emit, not_found, stale
 from services.catalog.sql import run
@@ -19,7 +19,10 @@ from services.common.errors import ProblemError
 
 C: Any = Category.__table__  # type: ignore[attr-defined]
 P: Any = Product.__table__  # type: ignore[attr-defined]
-MAX_DEPTH = 8  # a catalog tree deeper than this is a data error, not a taxonomy
+# Every change of a parent (a move, a child created under a parent) holds this lock for the
+# rest of its transaction: its checks (no cycle, depth) and its write then see the others'
+# committed moves, so two moves that are each fine alone cannot make a cycle together.
+TREE_LOCK_ID = int.from_bytes(b"cattree", "big")
 
 
 def _bad_parent(message: str) -> ProblemError:
@@ -53,7 +56,7 @@ async def _depth(session: AsyncSession, category_id: uuid.UUID) -> int:
     parent = C.alias("parent")
     tree = tree.union_all(
         select(parent.c.id, parent.c.parent_id, (tree.c.depth + 1).label("depth")).where(
-            parent.c.id == tree.c.parent_id, tree.c.depth < MAX_DEPTH + 1
+            parent.c.id == tree.c.parent_id, tree.c.depth < MAX_CATEGORY_DEPTH + 1
         )
     )
     return int((await run(session, select(func.max(tree.c.depth)))).scalar() or 0)
@@ -62,16 +65,26 @@ async def _depth(session: AsyncSession, category_id: uuid.UUID) -> int:
 async def _check_parent(
     session: AsyncSession, parent_id: uuid.UUID | None, moving: uuid.UUID | None = None
 ) -> None:
+    """The tree rules for giving a category (new, or `moving` with its subtree) this
+    parent: it exists, it is not inside the subtree, and the deepest node ends at most at
+    depth MAX_CATEGORY_DEPTH. The one place the tree's shape is checked: it takes the
+    tree lock first."""
     if parent_id is None:
-        return
+        return  # a root: no cycle, no deeper than before
+    await run(session, select(func.pg_advisory_xact_lock(TREE_LOCK_ID)))
     if await get_category(session, category_id=parent_id) is None:
         raise _bad_parent("The parent category does not exist.")
+    height = 1
     if moving is not None:
-        subtree = set((await run(session, category_subtree(moving))).scalars())
-        if parent_id in subtree:
+        # One level more than allowed: a subtree cut off there is too deep anyway, so a
+        # parent beyond the cut (a cycle not seen) is refused by the depth rule below.
+        subtree = category_subtree_levels(moving, MAX_CATEGORY_DEPTH + 1)
+        rows = (await run(session, select(subtree.c.id, subtree.c.level))).all()
+        if any(row.id == parent_id for row in rows):
             raise _bad_parent("A category cannot move under itself or its descendants.")
-    if await _depth(session, parent_id) >= MAX_DEPTH:
-        raise _bad_parent("The category tree is too deep.")
+        height = max(row.level for row in rows) if rows else 1
+    if await _depth(session, parent_id) + height > MAX_CATEGORY_DEPTH:
+        raise _bad_parent(f"The tree would be deeper than {MAX_CATEGORY_DEPTH} levels.")
 
 
 async def _write(session: AsyncSession, stmt: Any) -> Row[Any] | None:

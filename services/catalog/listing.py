@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.catalog.models import SEARCH, TS_CONFIG, Category, Product
+from services.catalog.models import MAX_CATEGORY_DEPTH, SEARCH, TS_CONFIG, Category, Product
 from services.catalog.sql import run
 from services.common.pagination import (
     CursorCodec,
@@ -68,13 +68,27 @@ class ProductFilter:
 PUBLIC = ProductFilter(status="active")
 
 
-def category_subtree(category_id: uuid.UUID) -> Select[Any]:
-    """Ids of a category and all its descendants (recursive CTE over parent_id)."""
+def category_subtree_levels(category_id: uuid.UUID, levels: int = MAX_CATEGORY_DEPTH) -> Any:
+    """(id, level) of a category (level 1) and its descendants down to `levels` levels: a
+    recursive CTE over parent_id that stops there, so a cycle in the data cannot make it
+    run away."""
     table: Any = Category.__table__  # type: ignore[attr-defined]
-    tree = select(table.c.id).where(table.c.id == category_id).cte("subtree", recursive=True)
+    tree = (
+        select(table.c.id, literal_column("1").label("level"))
+        .where(table.c.id == category_id)
+        .cte("subtree", recursive=True)
+    )
     child = table.alias("child")
-    tree = tree.union_all(select(child.c.id).where(child.c.parent_id == tree.c.id))
-    return select(tree.c.id)
+    return tree.union_all(
+        select(child.c.id, (tree.c.level + 1).label("level")).where(
+            child.c.parent_id == tree.c.id, tree.c.level < levels
+        )
+    )
+
+
+def category_subtree(category_id: uuid.UUID) -> Select[Any]:
+    """Ids of a category and all its descendants (at most MAX_CATEGORY_DEPTH levels)."""
+    return select(category_subtree_levels(category_id).c.id)
 
 
 def product_conditions(f: ProductFilter) -> list[ColumnElement[bool]]:

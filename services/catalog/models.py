@@ -37,6 +37,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The deepest a category may sit (a root is at depth 1): writes refuse deeper trees, and
+# the recursive queries over the tree stop there, so even a cycle or an over-deep chain
+# written around the service costs a bounded query.
+MAX_CATEGORY_DEPTH = 8
+
+
 class Category(SQLModel, table=True):
     """A node of the category tree; `slug` is the stable public name."""
 

@@ -11,10 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.common.params import JSON_INTEGER, NO_NUL
-from services.common.urls import check_public_https_url
+from services.common.urls import PublicHttpsUrl
 
 ProductStatus = Literal["draft", "active", "archived"]
 ProductSort = Literal["newest", "oldest", "price_asc", "price_desc", "name"]
@@ -38,13 +38,7 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Stock = Annotated[int, Field(ge=0, le=2_147_483_647), JSON_INTEGER]
 
 
-def _https_url(value: str) -> str:
-    # Stored and echoed only: the service never fetches these (no SSRF surface).
-    return check_public_https_url(value)
-
-
-ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)]
-ImageUrls = Annotated[list[ImageUrl], Field(max_length=20)]
+ImageUrls = Annotated[list[PublicHttpsUrl], Field(max_length=20)]
 
 
 class Strict(BaseModel):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
@@ -153,13 +155,31 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _serves(route: Any, params: dict[str, str]) -> bool:
+    """Whether the route takes the values its path parameters get from this path: a
+    literal path next to a template (/products/import, /products/{product_id}) matches
+    both regexes, but "import" is no product id, so that path has only its own methods."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not params:
+        return True
+    return not request_params_to_args(list(_path_params(dependant)), params)[1]
+
+
+def _path_params(dependant: Dependant) -> Iterator[Any]:
+    yield from dependant.path_params
+    for sub in dependant.dependencies:
+        yield from _path_params(sub)
+
+
 def allowed_methods(request: Request) -> list[str]:
     path = request.url.path
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if route.methods and regex is not None and regex.match(path):
-            methods |= route.methods
+        allows = route.methods
+        match = regex.match(path) if allows and regex is not None else None
+        if allows and match is not None and _serves(route, match.groupdict()):
+            methods |= allows
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

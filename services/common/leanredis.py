@@ -73,11 +73,21 @@ class _Protocol(asyncio.Protocol):
                     else:
                         future.set_result(reply)
         except ValueError as exc:  # not a reply we know: the stream cannot be trusted
-            self._fail(RedisConnectionError(f"unexpected reply from Redis: {exc}"))
-            if self.transport is not None:
-                self.transport.abort()
+            self._abort(f"unexpected reply from Redis: {exc}")
+            return
+        if pos < len(buf) and not self.waiting:
+            # Bytes with no command waiting for them: kept, they would be read as the reply
+            # to the next command. The stream cannot be trusted: drop the connection.
+            self._abort("bytes from Redis that no command asked for")
             return
         self._buf = buf[pos:]
+
+    def _abort(self, reason: str) -> None:
+        self.lost = True  # the next call connects anew instead of writing here
+        self._buf = b""
+        self._fail(RedisConnectionError(reason))
+        if self.transport is not None:
+            self.transport.abort()
 
 
 def _line(buf: bytes, pos: int) -> tuple[bytes, int] | None:

@@ -16,12 +16,21 @@ from typing import Any
 
 from services.common.context import request_id_var, route_var, user_id_var
 
-_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
-_BEARER = re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+")
+# Every pattern below does work linear in the text's length (redaction runs on the event
+# loop, on paths and values a client chose): a match may only start where a run of word
+# characters starts (a lookbehind), runs are taken whole (possessive `++`, no backtracking
+# into them), so no character is scanned again from each of many start positions.
+#
+# A run of [\w.-] holding "eyJ": the JWT (eyJ<header>.<payload>.<signature>) inside it is
+# found by _redact_jwts, segment by segment.
+_JWT_RUN = re.compile(r"(?<![\w.-])(?=[\w.-]*?eyJ)[\w.-]++")
+_BEARER = re.compile(r"(?i)(bearer\s++)[\w.~+/=-]++")
 _SENSITIVE_KEY = re.compile(r"(?i)(password|secret|token|authorization|cookie|hash|key)")
+# key (a whole [\w-] run naming a secret), separator, value (quoted or up to a delimiter).
 _SENSITIVE_PAIR = re.compile(
-    r"(?i)\b([\w-]*(?:password|secret|token|authorization|api_key)[\w-]*)(\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+    r"(?i)(?<![\w-])(?=[\w-]*?(?:password|secret|token|authorization|api_key))"
+    r"([\w-]++)(\s*+[=:]\s*+)"
+    r"(\"[^\"]*+\"|'[^']*+'|[^\s,;&]++)"
 )
 # Anything the three patterns above could match contains one of these: most lines (access
 # log fields, routes, ids) contain none and cost one search instead of three substitutions.
@@ -34,10 +43,31 @@ def _sensitive_key(key: str) -> bool:
     return bool(_SENSITIVE_KEY.search(key)) and key != "token_type"
 
 
+def _redact_jwts(match: re.Match[str]) -> str:
+    """Each eyJ<[\\w-]+>.<[\\w-]+>.<[\\w-]*> in a run of [\\w.-] becomes [REDACTED]: the
+    run split at its dots, a token starts at the first "eyJ" of a segment that has a
+    character after it and spans that segment's rest and the next two (the second non-empty).
+    """
+    segments = match.group().split(".")
+    out: list[str] = []
+    i = 0
+    while i < len(segments):
+        segment = segments[i]
+        start = segment.find("eyJ")
+        if 0 <= start < len(segment) - 3 and i + 2 < len(segments) and segments[i + 1]:
+            out.append(segment[:start] + "[REDACTED]")
+            i += 3
+        else:
+            out.append(segment)
+            i += 1
+    return ".".join(out)
+
+
 def redact(text: str) -> str:
     if not _MAYBE_SECRET.search(text):
         return text
-    text = _JWT.sub("[REDACTED]", text)
+    if "eyJ" in text:
+        text = _JWT_RUN.sub(_redact_jwts, text)
     text = _BEARER.sub(r"\1[REDACTED]", text)
     return _SENSITIVE_PAIR.sub(r"\1\2[REDACTED]", text)
 

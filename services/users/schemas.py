@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.common.params import NO_NUL
-from services.common.urls import check_public_https_url
+from services.common.urls import PublicHttpsUrl
 
 Role = Literal["user", "admin"]
 Status = Literal["active", "disabled", "deleted"]
@@ -27,26 +27,25 @@ _LOCALE = re.compile(
 )
 
 
+# The time-zone names zoneinfo may open (a path-safe shape; the zone must also exist).
+_TIME_ZONE = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+
+
 def _locale(value: str) -> str:
-    if len(value) > 35 or not _LOCALE.match(value):
+    if len(value) > 35 or not _LOCALE.fullmatch(value):
         raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
     return value
 
 
 def _time_zone(value: str) -> str:
     # zoneinfo treats the key as a path: refuse anything that is not a plain zone name first.
-    if len(value) > 64 or not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", value):
+    if len(value) > 64 or not _TIME_ZONE.fullmatch(value):
         raise ValueError("must be an IANA time zone such as 'Europe/Paris'")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError("must be an IANA time zone such as 'Europe/Paris'") from exc
     return value
-
-
-def _https_url(value: str) -> str:
-    # Stored and shown, never fetched by the server (no SSRF surface).
-    return check_public_https_url(value)
 
 
 def _display_name(value: str) -> str:
@@ -62,9 +61,30 @@ DisplayName = Annotated[
     str, Field(min_length=1, max_length=100, pattern=NO_NUL), AfterValidator(_display_name)
 ]
 Bio = Annotated[str, Field(max_length=1000, pattern=NO_NUL)]
-AvatarUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_https_url)]
-Locale = Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_locale)]
-TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)]
+AvatarUrl = PublicHttpsUrl
+# The schema states what the validators enforce (a schema-driven client checks the same).
+Locale = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=35,
+        description="A BCP 47 language tag: language, optional script, region and variants.",
+        json_schema_extra={"pattern": _LOCALE.pattern},
+        examples=["en", "pt-BR", "zh-Hant-TW"],
+    ),
+    AfterValidator(_locale),
+]
+TimeZone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="An IANA time zone name that exists in the tz database.",
+        json_schema_extra={"pattern": _TIME_ZONE.pattern},
+        examples=["Europe/Paris", "America/Sao_Paulo", "UTC"],
+    ),
+    AfterValidator(_time_zone),
+]
 
 
 class ProfileUpdate(BaseModel):
