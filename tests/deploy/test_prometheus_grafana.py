@@ -84,7 +84,10 @@ def test_scrape_config_covers_every_process_with_a_service_label() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     for app in APPS:
-        assert jobs[app]["static_configs"][0]["targets"] == [f"{app}:{PORTS[app]}"]
+        # Every replica of a scaled service is a target (tests/deploy/test_compose_up.py).
+        assert jobs[app]["dns_sd_configs"] == [
+            {"names": [app], "type": "A", "port": PORTS[app], "refresh_interval": "5s"}
+        ]
         relabel = jobs[app]["relabel_configs"][0]
         assert relabel == {"source_labels": ["job"], "target_label": "service"}
 
