@@ -30,6 +30,9 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = os.environ.get("SERVICE_NAME", "shopstack")
+# No control socket (gunicorn >= 25, `gunicornc`): nothing here uses it, and its default
+# place ($PWD/.gunicorn) is on the read-only root filesystem of the containers.
+control_socket_disable = True
 # gunicorn's own lines (listening, booting worker, shutting down) as JSON through the apps'
 # formatter (services/common/logging.py), so every line of a container is one JSON object.
 # This replaces gunicorn's whole default logging config; the apps' configure_logging
