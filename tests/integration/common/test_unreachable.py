@@ -115,7 +115,7 @@ async def test_a_missing_file_is_still_a_bug() -> None:
 
     @app.get("/file")
     async def read() -> str:
-        with open("/nonexistent/shopstack") as f:  # noqa: ASYNC230
+        with open("/nonexistent/shopstack") as f:
             return f.read()
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
