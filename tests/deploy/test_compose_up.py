@@ -45,12 +45,8 @@ import pytest
 
 from tests.deploy.docker import Compose, docker_inspect, require_docker
 
-pytestmark = [
-    # One engine, one stack: on one xdist worker, in file order.
-    pytest.mark.xdist_group("docker"),
-    # Bounded: a first build downloads every dependency.
-    pytest.mark.timeout(900),
-]
+# Bounded: a first build downloads every dependency.
+pytestmark = pytest.mark.timeout(900)
 
 APPS = ("auth", "users", "catalog", "worker", "gateway")
 # Containers built from our image, plus Prometheus (--log.format=json). PostgreSQL, Redis
@@ -177,10 +173,26 @@ def _targets(stack: Stack) -> list[dict[str, Any]]:
     return targets
 
 
+# ---- the test: one function, so its steps run in order on one stack whatever the test
+# scheduler does (xdist may send the tests of one module to different workers) -----------
+
+
+def test_docker_compose_up_as_the_readme_says(stack: Stack) -> None:
+    _user_flow(stack)
+    _admin_creates_a_product(stack)
+    _prometheus_sees_every_process(stack)
+    _stop_and_start(stack)
+    _scale_catalog_to_two(stack)
+    _crash_under_load(stack, "postgres", (["pg_isready", "-U", "postgres"], "accepting"))
+    # REDISCLI_AUTH is set in the container.
+    _crash_under_load(stack, "redis", (["redis-cli", "ping"], "PONG"))
+    _every_log_line_is_json(stack)
+
+
 # ---- the steps ------------------------------------------------------------------------
 
 
-def test_register_verify_by_email_login_and_read_my_profile(stack: Stack) -> None:
+def _user_flow(stack: Stack) -> None:
     with stack.compose.step(
         "register → email → verify → login → /users/me", "gateway", "auth", "worker", "users"
     ):
@@ -193,9 +205,7 @@ def test_register_verify_by_email_login_and_read_my_profile(stack: Stack) -> Non
         assert me.json()["id"]
 
 
-def test_the_bootstrap_admin_creates_a_product_the_public_list_shows_at_once(
-    stack: Stack,
-) -> None:
+def _admin_creates_a_product(stack: Stack) -> None:
     with stack.compose.step("admin creates a product", "gateway", "auth", "catalog"):
         sku = f"COMPOSE-{uuid.uuid4().hex[:6].upper()}"
         with stack.client() as client:
@@ -219,7 +229,7 @@ def test_the_bootstrap_admin_creates_a_product_the_public_list_shows_at_once(
         assert sku in {item["sku"] for item in listed.json()["items"]}
 
 
-def test_prometheus_scrapes_every_process_and_sees_their_requests(stack: Stack) -> None:
+def _prometheus_sees_every_process(stack: Stack) -> None:
     with stack.compose.step("Prometheus targets", "prometheus"):
 
         def every_target_up() -> bool:
@@ -237,7 +247,7 @@ def test_prometheus_scrapes_every_process_and_sees_their_requests(stack: Stack) 
         _until("http_requests_total from every service", requests_from_every_service, 90, 2)
 
 
-def test_stop_ends_every_container_cleanly_and_start_keeps_the_data(stack: Stack) -> None:
+def _stop_and_start(stack: Stack) -> None:
     compose = stack.compose
     user = _user(stack)
     assert stack.product_id, "the product step did not run"
@@ -279,7 +289,7 @@ def _catalog_reads(container: str, since: str) -> int:
     return count
 
 
-def test_a_scaled_service_is_served_and_scraped_on_every_replica(stack: Stack) -> None:
+def _scale_catalog_to_two(stack: Stack) -> None:
     compose = stack.compose
     with compose.step("up --scale catalog=2", "catalog", "gateway", "prometheus"):
         since = str(int(time.time()) - 1)
@@ -337,6 +347,7 @@ class Answer:
     sent: float
     status: int
     retry_after: str | None
+    detail: str | None = None  # the body of an answer other than 200
 
 
 async def _load(gateway: str, token: str, stop: asyncio.Event, answers: list[Answer]) -> None:
@@ -348,8 +359,9 @@ async def _load(gateway: str, token: str, stop: asyncio.Event, answers: list[Ans
             sent = time.monotonic()
             try:
                 response = await client.get("/api/v1/auth/sessions")
+                detail = None if response.status_code == 200 else response.text[:200]
                 answers.append(
-                    Answer(sent, response.status_code, response.headers.get("retry-after"))
+                    Answer(sent, response.status_code, response.headers.get("retry-after"), detail)
                 )
             except httpx.HTTPError as exc:
                 answers.append(Answer(sent, 0, repr(exc)))
@@ -368,17 +380,7 @@ def _ready(container: str, command: list[str], expect: str) -> bool:
     return result.returncode == 0 and expect in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("service", "ready"),
-    [
-        ("postgres", (["pg_isready", "-U", "postgres", "-d", "shopstack"], "accepting")),
-        # REDISCLI_AUTH is set in the container.
-        ("redis", (["redis-cli", "ping"], "PONG")),
-    ],
-)
-def test_a_crashed_server_costs_503s_with_retry_after_never_a_500(
-    stack: Stack, service: str, ready: tuple[list[str], str]
-) -> None:
+def _crash_under_load(stack: Stack, service: str, ready: tuple[list[str], str]) -> None:
     compose = stack.compose
     user = _user(stack)
     container = compose.container_id(service)
@@ -425,7 +427,7 @@ def test_a_crashed_server_costs_503s_with_retry_after_never_a_500(
         )
 
 
-def test_every_log_line_is_json(stack: Stack) -> None:
+def _every_log_line_is_json(stack: Stack) -> None:
     """Last: the logs now hold start, stop, restart, scaling and both crashes."""
     not_json: dict[str, list[str]] = {}
     for service in JSON_LOGGERS:

@@ -28,7 +28,7 @@ import yaml
 from tests.deploy.docker import Compose, docker_inspect, require_docker
 from tests.deploy.support import kustomize
 
-pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 SOURCES = ("compose", "kubernetes")
 

@@ -9,6 +9,7 @@ its neighbours: its DNS entry is gone until it runs again.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -123,3 +124,40 @@ async def test_a_missing_file_is_still_a_bug() -> None:
         response = await client.get("/file")
     assert response.status_code == 500
     assert "nonexistent" not in response.text
+
+
+async def test_a_cold_key_cache_while_the_jwks_cannot_be_fetched_is_a_503(
+    infra: object,
+) -> None:
+    """A worker that has not fetched the JWKS yet (just started, or recycled) while auth or
+    auth's database is down cannot tell a good token from a bad one: 503 to retry, not a
+    401 that makes a client drop a good token (seen in tests/deploy/test_compose_up.py)."""
+    import aiohttp
+
+    from services.common.errors import ProblemError
+    from services.common.jwt import JwksCache, TokenVerifier
+    from services.common.redis import create_redis
+    from services.common.security import authenticate_token
+    from tests.support.tokens import AUDIENCE, ISSUER, jwks, mint
+
+    auth_up = False
+
+    async def fetch() -> dict[str, object]:
+        if not auth_up:
+            raise aiohttp.ClientConnectionError("auth is down")
+        return jwks()
+
+    verifier = TokenVerifier(
+        JwksCache(fetch, min_refresh_interval=0), issuer=ISSUER, audience=AUDIENCE
+    )
+    redis = create_redis(os.environ["REDIS_URL"])
+    token = mint()
+    try:
+        with pytest.raises(ProblemError) as refused:
+            await authenticate_token(verifier, redis, token)
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+        auth_up = True
+        principal = await authenticate_token(verifier, redis, token)
+        assert principal.user_id
+    finally:
+        await redis.aclose()
