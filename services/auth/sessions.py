@@ -18,6 +18,8 @@ from services.auth.crypto import new_token, token_hash
 from services.auth.models import Account, RefreshToken, Session
 from services.auth.rules import (
     ACTIVE,
+    EMAIL_NOT_VERIFIED,
+    INVALID_REFRESH_TOKEN,
     account_by_email,
     account_by_id,
     bad_credentials,
@@ -29,8 +31,8 @@ from services.auth.rules import (
 )
 from services.auth.schemas import SessionOut, TokenResponse
 from services.auth.tokens import AccessClaims, sign_access_token
+from services.common import problems
 from services.common.clock import utcnow
-from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.revocation import revoke_session, revoke_user_tokens
 
@@ -110,10 +112,10 @@ async def login(
     await ctx.lockout.succeeded(subject)
     if account.status != ACTIVE:
         metrics.LOGINS.labels("failure", "disabled").inc()
-        raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+        raise problems.ACCOUNT_DISABLED("This account is disabled.")
     if not account.email_verified and not ctx.settings.allow_unverified_login:
         metrics.LOGINS.labels("failure", "unverified").inc()
-        raise ProblemError(403, "Verify your email address first.", type_="email-not-verified")
+        raise EMAIL_NOT_VERIFIED("Verify your email address first.")
     if needs_rehash:
         account.password_hash = await ctx.hasher.hash(password)
         account.updated_at = utcnow()
@@ -164,10 +166,10 @@ async def refresh(
         raise invalid_refresh()
     if expires_at <= moment:
         metrics.TOKEN_REFRESHES.labels("expired").inc()
-        raise ProblemError(401, "The refresh token has expired.", type_="invalid-refresh-token")
+        raise INVALID_REFRESH_TOKEN("The refresh token has expired.")
     if account.status != ACTIVE:
         metrics.TOKEN_REFRESHES.labels("invalid").inc()
-        raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+        raise problems.ACCOUNT_DISABLED("This account is disabled.")
     if client.user_agent:
         session_row.user_agent = client.user_agent[:512]
     session_row.ip = client.ip[:64]
@@ -272,5 +274,5 @@ async def delete_session(
     row = await _own_session(session, principal, session_id)
     if row is None or row.revoked_at is not None:
         # Someone else's session and a missing one look the same.
-        raise ProblemError(404, "No such session.", type_="not-found")
+        raise problems.not_found("session")
     await _revoke_family(session, ctx, row, "deleted")

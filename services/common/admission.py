@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
+from services.common import problems
 from services.common.errors import ProblemError
 
 T = TypeVar("T")
@@ -46,7 +47,9 @@ class Overloaded(ProblemError):
     """503 problem+json with Retry-After: the work could not start within its budget."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(503, detail, type_="overloaded", headers={"Retry-After": str(retry_after)})
+        super().__init__(
+            503, detail, type_=problems.OVERLOADED.slug, headers={"Retry-After": str(retry_after)}
+        )
 
 
 class Admission:
