@@ -37,12 +37,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services import registry
 from services.common.settings import CommonSettings
-from services.devstack.embedded import free_port
-from services.devstack.processes import Supervisor
-from services.devstack.smtp_sink import body_text
-from services.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig, build_specs
 from tests.e2e.conftest import Stack
 from tests.support.stack import TEST_ENV
+from tools.devstack.embedded import free_port
+from tools.devstack.processes import Supervisor
+from tools.devstack.smtp_sink import body_text
+from tools.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig, build_specs
 
 pytestmark = pytest.mark.e2e
 

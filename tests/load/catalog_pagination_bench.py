@@ -4,7 +4,7 @@
         [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--keep]
 
 Creates (or reuses with --reuse) the scratch database `catalog_bench`, migrates it,
-seeds it with services.catalog.seed, then times page 1 and page N (20 rows a page) of
+seeds it with tools.devstack.seed, then times page 1 and page N (20 rows a page) of
 two public sorts, once with the service's keyset condition and once with OFFSET at the
 same depth, and prints a table (median of several runs, milliseconds).
 """

@@ -16,6 +16,7 @@ from services.common.outbox import (
     wake_relays_on_commit,
 )
 from tests.integration.common.kit_models import KitOutbox
+from tests.support.polling import eventually
 
 
 async def write_rows(factory, n: int) -> set[str]:
@@ -97,10 +98,7 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
         await asyncio.sleep(0.3)  # the first poll has run and found nothing
         assert published == []
         ids = await write_rows(kit_factory, 2)
-        for _ in range(200):
-            if len(published) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(published) == 2, what="the woken relay published")
         assert set(published) == ids
         # A rolled-back transaction wakes nobody and leaves nothing.
         async with kit_factory() as session:
@@ -113,10 +111,7 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
             row = {"id": uuid.uuid4(), "kind": "event", "topic": "kit.bulk", "payload": {}}
             await (await session.connection()).execute(insert(KitOutbox.__table__), [row])
             wake_relays_on_commit(session)
-        for _ in range(200):
-            if len(published) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(published) == 3, what="the bulk rows published")
         assert published[2:] == [str(row["id"])]
     finally:
         relay.cancel()

@@ -14,6 +14,7 @@ from services.common.state import provided
 from services.common.streams import _decode, ensure_groups
 from services.users.consumers import build_consumer
 from services.users.state import UsersState
+from tests.support.polling import eventually
 
 TOPIC = "user.registered"
 
@@ -138,8 +139,5 @@ async def test_background_consumer_runs_in_the_app(users_settings) -> None:
     async with running(app):
         user_id = str(uuid.uuid4())
         await publish(app, str(uuid.uuid4()), user_id, "live@example.test")
-        for _ in range(100):
-            if await profile_rows(app, [user_id]):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: profile_rows(app, [user_id]), what="the profile created")
         assert await profile_rows(app, [user_id]) == [(user_id, "live@example.test", 1)]

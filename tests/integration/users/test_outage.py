@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from services.common.cache import Cache
 from services.common.redis import create_redis
 from services.common.state import provided
-from services.devstack.embedded import free_port
 from services.users.state import UsersState
 from tests.integration.users.conftest import Person, register
+from tools.devstack.embedded import free_port
 
 
 async def test_profiles_served_from_the_database_when_the_cache_redis_is_down(

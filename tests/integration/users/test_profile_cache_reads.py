@@ -3,8 +3,6 @@ and the connection is closed with the app."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -15,6 +13,7 @@ from services.users.state import UsersState
 from tests.integration.users.conftest import Person, register
 from tests.support.asgi import running
 from tests.support.infra import Infra
+from tests.support.polling import eventually
 
 
 async def _client_at(redis: aioredis.Redis, addr: str) -> dict[str, str] | None:
@@ -40,11 +39,11 @@ async def test_profile_reads_use_the_lean_connection_closed_at_shutdown(
             assert ours is not None
             assert ours["name"] == FAST_CLIENT_NAME
             assert ours["cmd"] == "get"  # the last command it carried: a cache read
-        for _ in range(50):  # the app stopped: its connection goes away
-            if await _client_at(redis, addr) is None:
-                break
-            await asyncio.sleep(0.02)
-        assert await _client_at(redis, addr) is None
+
+        async def gone() -> bool:  # the app stopped: its connection goes away
+            return await _client_at(redis, addr) is None
+
+        await eventually(gone, what="the lean connection closed")
     finally:
         await redis.aclose()
 

@@ -1,6 +1,6 @@
 """The process list of the whole stack: every service that exists, each under gunicorn
 (the worker under its own uvicorn runner), wired to one database, one Redis and one
-SMTP server. Used by `python -m services.devstack` and by the end-to-end tests.
+SMTP server. Used by `python -m tools.devstack` and by the end-to-end tests.
 
 Services are being added while the project grows, so what exists is checked when the
 stack is built ("runs what exists"): a missing service is skipped with a log line.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services import registry
-from services.devstack.processes import ProcessSpec
+from tools.devstack.processes import ProcessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
