@@ -24,9 +24,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.catalog import seed
 from services.common.migrate import upgrade_all
 from tests.support.infra import _dsn, recreate_database, with_database
+from tools.devstack import seed
 
 DB_NAME = "catalog_bench"
 PAGE = 20

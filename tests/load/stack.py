@@ -18,9 +18,9 @@ from pathlib import Path
 
 import asyncpg
 
-from services.catalog import seed as catalog_seed
 from services.common.migrate import ROOT, environments, upgrade_all
 from tests.support.infra import _dsn, recreate_database, with_database
+from tools.devstack import seed as catalog_seed
 from tools.devstack.embedded import free_port
 
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
