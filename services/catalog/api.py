@@ -155,7 +155,7 @@ async def get_product(product_id: ProductId, request: Request) -> Response:
     # One Redis GET, the cached bytes are the body (anonymous hits never get here: see
     # services/catalog/hotread.py). The principal is resolved by hand, not by the
     # OptionalUser dependency, so an anonymous miss skips that dependency chain too.
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     principal = None if token is None else await authenticate(request, token)
     state: CatalogState = request.app.state.catalog
     admin = _is_admin(principal)

@@ -25,8 +25,10 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
     (tmp_path / "test_grouped.py").write_text(GROUPED)
     out = tmp_path / "workers.txt"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup"]
-        + ["-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path / "test_grouped.py")],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup"),
+            *("-p", "no:cacheprovider", str(tmp_path / "test_grouped.py")),
+        ],
         cwd=tmp_path,
         env={"GROUP_OUT": str(out), "PATH": "/usr/bin:/bin"},
         capture_output=True,

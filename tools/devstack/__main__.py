@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from services.devstack import demo
-from services.devstack.database import ensure_database, migrate
-from services.devstack.processes import ProcessFailed, Supervisor
-from services.devstack.smtp_sink import SmtpSink
-from services.devstack.stack import (
+from tools.devstack import demo
+from tools.devstack.database import ensure_database, migrate
+from tools.devstack.processes import ProcessFailed, Supervisor
+from tools.devstack.smtp_sink import SmtpSink
+from tools.devstack.stack import (
     DEFAULT_PORTS,
     DEFAULT_SMTP_PORT,
     ROOT,
@@ -37,7 +37,7 @@ DATABASE_NAME = "shopstack"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m services.devstack",
+        prog="python -m tools.devstack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -81,14 +81,14 @@ def start_databases(args: argparse.Namespace, stack: ExitStack) -> tuple[str, st
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
     if not database_url:
-        from services.devstack.embedded import EmbeddedPostgres
+        from tools.devstack.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(args.data_dir / "pg")
         stack.callback(_quietly, "postgres", pg.stop)
         database_url = pg.url(DATABASE_NAME)
         log.info("embedded PostgreSQL in %s", args.data_dir / "pg")
     if not redis_url:
-        from services.devstack.embedded import EmbeddedRedis
+        from tools.devstack.embedded import EmbeddedRedis
 
         rd = EmbeddedRedis(args.data_dir / "redis")
         stack.callback(_quietly, "redis", rd.stop)
@@ -105,7 +105,7 @@ def _quietly(what: str, stop: object) -> None:
 
 
 def seed_demo(config: StackConfig, products: int) -> list[str]:
-    """Demo catalog and admin (services/devstack/demo.py); the banner's lines about them."""
+    """Demo catalog and admin (tools/devstack/demo.py); the banner's lines about them."""
     names = available(config)
     seeded = None
     if "catalog" in names:

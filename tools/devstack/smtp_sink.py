@@ -3,7 +3,7 @@
 Bodies carry one-time tokens (verify, reset links), so the log line names only the
 sender, recipients and subject; the body stays in the maildir for the developer.
 
-    python -m services.devstack.smtp_sink --port 1025 --dir .data/mail
+    python -m tools.devstack.smtp_sink --port 1025 --dir .data/mail
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The process list of the whole stack: every service that exists, each under gunicorn
 (the worker under its own uvicorn runner), wired to one database, one Redis and one
-SMTP server. Used by `python -m services.devstack` and by the end-to-end tests.
+SMTP server. Used by `python -m tools.devstack` and by the end-to-end tests.
 
 Services are being added while the project grows, so what exists is checked when the
 stack is built ("runs what exists"): a missing service is skipped with a log line.
@@ -14,15 +14,17 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.devstack.processes import ProcessSpec
+from services import registry
+from tools.devstack.processes import ProcessSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
-SERVICES = ("auth", "users", "catalog")
+# The services behind the gateway, from the registry (services/registry.py).
+SERVICES = registry.names(api_only=True)
 # Start order: the gateway last, so its upstreams are usually up when it answers.
-PROCESSES = (*SERVICES, "worker", "gateway")
-DEFAULT_PORTS = {"gateway": 8000, "auth": 8001, "users": 8002, "catalog": 8003, "worker": 8004}
+PROCESSES = (*registry.names(), "gateway")
+DEFAULT_PORTS = {**{s.name: s.port for s in registry.SERVICES}, "gateway": registry.GATEWAY_PORT}
 DEFAULT_SMTP_PORT = 1025
 
 log = logging.getLogger("devstack")
@@ -61,9 +63,9 @@ def exists(name: str, root: Path = ROOT) -> bool:
     """Whether a process of the stack has been written yet."""
     if name == "gateway":
         return (root / "gateway" / "app.py").is_file()
-    if name == "worker":
-        return (root / "services" / "worker" / "__main__.py").is_file()
-    return (root / "services" / name / "app.py").is_file()
+    service = registry.BY_NAME[name]
+    package = root / Path(*(service.module or service.factory or "").partition(":")[0].split("."))
+    return package.with_suffix(".py").is_file() or (package / "__main__.py").is_file()
 
 
 def available(config: StackConfig) -> list[str]:
@@ -78,8 +80,9 @@ def available(config: StackConfig) -> list[str]:
 
 
 def app_factory(name: str) -> str:
-    module = "gateway.app" if name == "gateway" else f"services.{name}.app"
-    return f"{module}:create_app()"
+    factory = "gateway.app:create_app()" if name == "gateway" else registry.BY_NAME[name].factory
+    assert factory is not None, f"{name} runs as a module, not under gunicorn"
+    return factory
 
 
 def metrics_dir(config: StackConfig, name: str) -> Path:
@@ -106,7 +109,8 @@ def common_env(config: StackConfig, name: str) -> dict[str, str]:
 def process_spec(config: StackConfig, name: str) -> ProcessSpec:
     port = config.ports[name]
     env = common_env(config, name)
-    if name == "worker":
+    module = registry.BY_NAME[name].module if name in registry.BY_NAME else None
+    if module is not None:  # the worker: its own uvicorn runner
         env.update(
             WORKER_HOST="127.0.0.1",
             WORKER_PORT=str(port),
@@ -115,7 +119,7 @@ def process_spec(config: StackConfig, name: str) -> ProcessSpec:
             WORKER_SHUTDOWN_GRACE_SECONDS=str(config.graceful_timeout),
         )
         env.update(config.extra_env)
-        argv = [sys.executable, "-m", "services.worker"]
+        argv = [sys.executable, "-m", module]
     else:
         env.update(
             PORT=str(port),
@@ -123,7 +127,7 @@ def process_spec(config: StackConfig, name: str) -> ProcessSpec:
             WEB_CONCURRENCY=str(config.concurrency.get(name, config.default_concurrency)),
         )
         if name == "gateway":
-            env.update({f"{s.upper()}_URL": config.url(s) for s in SERVICES})
+            env.update({s.env_url: config.url(s.name) for s in registry.API_SERVICES})
         env.update(config.extra_env)
         argv = [
             sys.executable,

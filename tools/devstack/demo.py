@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.devstack.stack import ROOT, StackConfig, common_env
+from tools.devstack.stack import ROOT, StackConfig, common_env
 
 log = logging.getLogger("devstack")
 ADMIN_EMAIL = "admin@example.com"
@@ -64,10 +64,10 @@ def _run(
 
 
 def seed_catalog(config: StackConfig, products: int) -> None:
-    """Categories and `products` products (services.catalog.seed; idempotent)."""
+    """Categories and `products` products (tools.devstack.seed; idempotent)."""
     refuse_outside_development(config.environment)
     log.info("seeding demo categories and %d products", products)
-    done = _run(config, "catalog", ["services.catalog.seed", "--products", str(products)])
+    done = _run(config, "catalog", ["tools.devstack.seed", "--products", str(products)])
     if done.returncode != 0:
         raise RuntimeError(f"seeding the catalog failed:\n{done.stderr[-2000:]}")
 
