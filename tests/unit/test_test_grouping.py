@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-GROUPED = '''
+GROUPED = """
 import os
 import pytest
 
@@ -18,7 +18,7 @@ import pytest
 def test_grouped(i):
     with open(os.environ["GROUP_OUT"], "a") as out:
         out.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
-'''
+"""
 
 
 def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
