@@ -1,4 +1,5 @@
-"""Category endpoints: public reads, admin writes (If-Match on PATCH, Idempotency-Key on POST)."""
+"""Category endpoints (HTTP only): public reads, admin writes (If-Match on PATCH,
+Idempotency-Key on POST)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from services.catalog import categories, idempotency, listing
-from services.catalog.api import PREFIX, IdempotencyKeyHeader, Made, run_idempotent
-from services.catalog.cache import version_etag
-from services.catalog.http import expected_version, json_response, not_modified
-from services.catalog.schemas import CategoryCreate, CategoryListQuery, CategoryOut, CategoryUpdate
-from services.catalog.serialize import category_json, category_page_json
-from services.catalog.service import not_found
-from services.catalog.state import catalog
+from services.catalog import idempotency
+from services.catalog.categories import queries, service
+from services.catalog.categories.schemas import (
+    CategoryCreate,
+    CategoryListQuery,
+    CategoryOut,
+    CategoryUpdate,
+)
+from services.catalog.deps import Catalog
+from services.catalog.idempotency import IdempotencyKeyHeader, Made
+from services.catalog.products.api import PREFIX
+from services.catalog.responses import json_response, model_json, page_json
+from services.common import problems
+from services.common.conditional import etag, if_match_versions, none_match
 from services.common.db import SessionDep
 from services.common.pagination import Page, link_header
 from services.common.security import AdminUser
@@ -25,11 +32,18 @@ router = APIRouter(prefix=PREFIX, tags=["catalog"])
 def _category_response(
     request: Request, row: Any, status_code: int = 200, location: str | None = None
 ) -> Response:
-    etag = version_etag(row.version)
-    if status_code == 200 and not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
+    tag = etag(row.version)
+    if status_code == 200 and none_match(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers={"ETag": tag})
     headers = {"Location": location} if location else None
-    return json_response(category_json(row), status_code=status_code, etag=etag, headers=headers)
+    body = model_json(CategoryOut, row)
+    return json_response(body, status_code=status_code, etag=tag, headers=headers)
+
+
+def _found(row: Any) -> Any:
+    if row is None:
+        raise problems.not_found("category")
+    return row
 
 
 @router.get(
@@ -39,19 +53,22 @@ def _category_response(
     name="listCategories",
 )
 async def list_categories(
-    request: Request, query: Annotated[CategoryListQuery, Query()], session: SessionDep
+    request: Request,
+    query: Annotated[CategoryListQuery, Query()],
+    session: SessionDep,
+    catalog: Catalog,
 ) -> Response:
-    page = await listing.list_categories(
+    page = await queries.list_categories(
         session,
         parent=query.parent,
         root=query.root,
         sort=query.sort,
         cursor=query.cursor,
         limit=query.limit,
-        codec=catalog(request).category_cursors,
+        codec=catalog.category_cursors,
     )
     link = link_header(request, page.next_cursor, page.prev_cursor)
-    return json_response(category_page_json(page), headers={"Link": link} if link else None)
+    return json_response(page_json(CategoryOut, page), headers={"Link": link} if link else None)
 
 
 @router.get(
@@ -61,9 +78,7 @@ async def list_categories(
     name="getCategory",
 )
 async def get_category(category_id: uuid.UUID, request: Request, session: SessionDep) -> Response:
-    row = await categories.get_category(session, category_id=category_id)
-    if row is None:
-        raise not_found("category")
+    row = _found(await queries.get_category(session, category_id=category_id))
     return _category_response(request, row)
 
 
@@ -76,10 +91,7 @@ async def get_category(category_id: uuid.UUID, request: Request, session: Sessio
 async def get_category_by_slug(
     slug: Annotated[str, Path(max_length=100)], request: Request, session: SessionDep
 ) -> Response:
-    row = await categories.get_category(session, slug=slug)
-    if row is None:
-        raise not_found("category")
-    return _category_response(request, row)
+    return _category_response(request, _found(await queries.get_category(session, slug=slug)))
 
 
 @router.post(
@@ -94,28 +106,26 @@ async def create_category(
     request: Request,
     session: SessionDep,
     admin: AdminUser,
+    catalog: Catalog,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    state = catalog(request)
     created: list[Any] = []
 
     async def make() -> Made:
-        row = await categories.create_category(session, body)
+        row = await service.create_category(session, catalog.reads, body)
         created.append(row)
-        return 201, category_json(row), f"{PREFIX}/categories/{row.id}"
+        return 201, model_json(CategoryOut, row), f"{PREFIX}/categories/{row.id}"
 
-    result = await run_idempotent(
+    result = await idempotency.run_idempotent(
         session,
-        state,
         caller=admin.user_id,
         key=idempotency_key,
         request_hash=idempotency.fingerprint(request.url.path, body.model_dump_json().encode()),
+        ttl_hours=catalog.settings.idempotency_ttl_hours,
         make=make,
     )
     if isinstance(result, Response):
         return result
-    await session.commit()
-    await state.cache.invalidate_lists()
     return _category_response(request, created[0], 201, result[2])
 
 
@@ -132,12 +142,11 @@ async def update_category(
     request: Request,
     session: SessionDep,
     admin: AdminUser,
+    catalog: Catalog,
 ) -> Response:
-    expected = expected_version(request, required=True)
-    row = await categories.update_category(session, category_id, expected, body)
-    await session.commit()
-    await catalog(request).cache.invalidate_lists()  # moving a subtree changes category filters
-    return json_response(category_json(row), etag=version_etag(row.version))
+    expected = if_match_versions(request.headers.get("if-match"), required=True)
+    row = await service.update_category(session, catalog.reads, category_id, expected, body)
+    return json_response(model_json(CategoryOut, row), etag=etag(row.version))
 
 
 @router.delete(
@@ -147,13 +156,12 @@ async def update_category(
     name="deleteCategory",
 )
 async def delete_category(
-    category_id: uuid.UUID, request: Request, session: SessionDep, admin: AdminUser
+    category_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    catalog: Catalog,
 ) -> Response:
-    expected = expected_version(request, required=False)
-    detached = await categories.delete_category(session, category_id, expected)
-    await session.commit()
-    cache = catalog(request).cache
-    for product_id in detached:
-        await cache.invalidate_product(product_id)
-    await cache.invalidate_lists()
+    expected = if_match_versions(request.headers.get("if-match"), required=False)
+    await service.delete_category(session, catalog.reads, category_id, expected)
     return Response(status_code=204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import exists, func, insert, literal_column, select
@@ -10,50 +11,36 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.catalog.listing import CATEGORY_COLUMNS, category_subtree_levels
-from services.catalog.models import MAX_CATEGORY_DEPTH, Category, Product
-from services.catalog.schemas import CategoryCreate, CategoryUpdate
-from services.catalog.service import conflict, emit, not_found, stale
-from services.catalog.sql import run
+from services.catalog.categories.queries import category_subtree_levels, get_category
+from services.catalog.categories.schemas import CategoryCreate, CategoryUpdate
+from services.catalog.models import CATEGORIES, CATEGORY_COLUMNS, MAX_CATEGORY_DEPTH, PRODUCTS
+from services.catalog.products.reads import ProductReads
+from services.catalog.products.service import emit
+from services.catalog.queries import run
+from services.common import problems
 from services.common.errors import ProblemError
 
-C: Any = Category.__table__  # type: ignore[attr-defined]
-P: Any = Product.__table__  # type: ignore[attr-defined]
 # Every change of a parent (a move, a child created under a parent) holds this lock for the
 # rest of its transaction: its checks (no cycle, depth) and its write then see the others'
 # committed moves, so two moves that are each fine alone cannot make a cycle together.
 TREE_LOCK_ID = int.from_bytes(b"cattree", "big")
+HAS_CHILDREN = "The category has sub-categories; move or delete them first."
 
 
 def _bad_parent(message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        message,
-        type_="validation",
-        extra={"errors": [{"field": "parent_id", "message": message, "code": "parent"}]},
+    return problems.VALIDATION(
+        message, extra={"errors": [{"field": "parent_id", "message": message, "code": "parent"}]}
     )
-
-
-async def get_category(
-    session: AsyncSession, *, category_id: uuid.UUID | None = None, slug: str | None = None
-) -> Row[Any] | None:
-    stmt = select(*CATEGORY_COLUMNS)
-    stmt = (
-        stmt.where(C.c.id == category_id)
-        if category_id is not None
-        else stmt.where(C.c.slug == slug)
-    )
-    return (await run(session, stmt)).first()
 
 
 async def _depth(session: AsyncSession, category_id: uuid.UUID) -> int:
     """How many ancestors (including itself) a category has."""
     tree = (
-        select(C.c.id, C.c.parent_id, literal_column("1").label("depth"))
-        .where(C.c.id == category_id)
+        select(CATEGORIES.c.id, CATEGORIES.c.parent_id, literal_column("1").label("depth"))
+        .where(CATEGORIES.c.id == category_id)
         .cte("ancestors", recursive=True)
     )
-    parent = C.alias("parent")
+    parent = CATEGORIES.alias("parent")
     tree = tree.union_all(
         select(parent.c.id, parent.c.parent_id, (tree.c.depth + 1).label("depth")).where(
             parent.c.id == tree.c.parent_id, tree.c.depth < MAX_CATEGORY_DEPTH + 1
@@ -91,70 +78,75 @@ async def _write(session: AsyncSession, stmt: Any) -> Row[Any] | None:
     try:
         return (await run(session, stmt.returning(*CATEGORY_COLUMNS))).first()
     except IntegrityError as exc:
-        raise conflict("A category with this slug exists.") from exc
+        raise problems.CONFLICT("A category with this slug exists.") from exc
 
 
-async def create_category(session: AsyncSession, data: CategoryCreate) -> Row[Any]:
+def _matching(stmt: Any, category_id: uuid.UUID, expected: Collection[int] | None) -> Any:
+    stmt = stmt.where(CATEGORIES.c.id == category_id)
+    return stmt if expected is None else stmt.where(CATEGORIES.c.version.in_(expected))
+
+
+async def _missing_or_stale(session: AsyncSession, category_id: uuid.UUID) -> ProblemError:
+    found = await get_category(session, category_id=category_id)
+    return problems.not_found("category") if found is None else problems.stale()
+
+
+async def create_category(
+    session: AsyncSession, reads: ProductReads, data: CategoryCreate
+) -> Row[Any]:
     await _check_parent(session, data.parent_id)
-    row = await _write(session, insert(C).values(id=uuid.uuid4(), **data.model_dump()))
+    row = await _write(session, insert(CATEGORIES).values(id=uuid.uuid4(), **data.model_dump()))
     assert row is not None
+    reads.invalidate_after_commit(session)
     return row
 
 
 async def update_category(
-    session: AsyncSession, category_id: uuid.UUID, expected: int | None, data: CategoryUpdate
+    session: AsyncSession,
+    reads: ProductReads,
+    category_id: uuid.UUID,
+    expected: Collection[int] | None,
+    data: CategoryUpdate,
 ) -> Row[Any]:
     changes = data.model_dump(exclude_unset=True)
-    for name in ("slug", "name"):
-        if name in changes and changes[name] is None:
-            raise ProblemError(422, f"{name} cannot be null.", type_="validation")
     if "parent_id" in changes:
         await _check_parent(session, changes["parent_id"], moving=category_id)
-    stmt = C.update().where(C.c.id == category_id)
-    if expected is not None:
-        stmt = stmt.where(C.c.version == expected)
-    stmt = stmt.values(**changes, version=C.c.version + 1, updated_at=func.now())
+    stmt = _matching(CATEGORIES.update(), category_id, expected).values(
+        **changes, version=CATEGORIES.c.version + 1, updated_at=func.now()
+    )
     row = await _write(session, stmt)
     if row is None:
-        found = await get_category(session, category_id=category_id)
-        raise not_found("category") if found is None else stale()
+        raise await _missing_or_stale(session, category_id)
+    reads.invalidate_after_commit(session)  # moving a subtree changes category filters
     return row
 
 
 async def delete_category(
-    session: AsyncSession, category_id: uuid.UUID, expected: int | None
-) -> list[uuid.UUID]:
-    """Refused while it has sub-categories; its products become uncategorised (returned,
-    with their version bumped and an event each, so caches and ETags follow)."""
-    has_children = (
-        await run(session, select(exists().where(C.c.parent_id == category_id)))
-    ).scalar()
-    if has_children:
-        raise conflict("The category has sub-categories; move or delete them first.")
+    session: AsyncSession,
+    reads: ProductReads,
+    category_id: uuid.UUID,
+    expected: Collection[int] | None,
+) -> None:
+    """Refused while it has sub-categories; its products become uncategorised (with their
+    version bumped and an event each, so caches and ETags follow)."""
+    has_children = exists().where(CATEGORIES.c.parent_id == category_id)
+    if (await run(session, select(has_children))).scalar():
+        raise problems.CONFLICT(HAS_CHILDREN)
     # Detach first: ON DELETE SET NULL alone would not bump the products' versions.
-    detached = (
-        (
-            await run(
-                session,
-                P.update()
-                .where(P.c.category_id == category_id)
-                .values(category_id=None, version=P.c.version + 1, updated_at=func.now())
-                .returning(P.c.id),
-            )
-        )
-        .scalars()
-        .all()
+    detach = (
+        PRODUCTS.update()
+        .where(PRODUCTS.c.category_id == category_id)
+        .values(category_id=None, version=PRODUCTS.c.version + 1, updated_at=func.now())
+        .returning(PRODUCTS.c.id)
     )
-    stmt = C.delete().where(C.c.id == category_id)
-    if expected is not None:
-        stmt = stmt.where(C.c.version == expected)
+    detached = (await run(session, detach)).scalars().all()
+    stmt = _matching(CATEGORIES.delete(), category_id, expected)
     try:
-        deleted = (await run(session, stmt.returning(C.c.id))).first()
+        deleted = (await run(session, stmt.returning(CATEGORIES.c.id))).first()
     except IntegrityError as exc:  # a child was added concurrently (FK RESTRICT)
-        raise conflict("The category has sub-categories; move or delete them first.") from exc
+        raise problems.CONFLICT(HAS_CHILDREN) from exc
     if deleted is None:
-        found = await get_category(session, category_id=category_id)
-        raise not_found("category") if found is None else stale()
+        raise await _missing_or_stale(session, category_id)
     for product_id in detached:
-        emit(session, "product.updated", product_id)
-    return list(detached)
+        emit(session, reads, "product.updated", product_id)
+    reads.invalidate_after_commit(session)
