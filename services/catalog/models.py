@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,16 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlmodel import Field, SQLModel
 
+from services.common.clock import utcnow
 from services.common.outbox import OutboxBase
 
 SCHEMA = "catalog"
 TZ = DateTime(timezone=True)
 # Full-text configuration: explicit, so the generated column's expression is immutable.
 TS_CONFIG = "english"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # The deepest a category may sit (a root is at depth 1): writes refuse deeper trees, and
