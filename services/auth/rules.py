@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -13,16 +12,13 @@ from services.auth.context import AuthContext
 from services.auth.models import Account, Session
 from services.auth.passwords import policy_problems
 from services.auth.ratelimit import Limit
+from services.common.clock import utcnow
 from services.common.errors import ProblemError
 from services.common.metrics import RATE_LIMITED
 
 VERIFY = "verify_email"
 RESET = "reset_password"
 ACTIVE = "active"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def normalise_email(email: str) -> str:
@@ -96,7 +92,7 @@ async def revoke_all_sessions(
     stmt = (
         update(Session)
         .where(col(Session.account_id) == account_id, col(Session.revoked_at).is_(None))
-        .values(revoked_at=now(), revoke_reason=reason)
+        .values(revoked_at=utcnow(), revoke_reason=reason)
         .returning(col(Session.id))
     )
     if keep is not None:

@@ -28,10 +28,10 @@ from services.auth.rules import (
     check_password_policy,
     enforce,
     normalise_email,
-    now,
     revoke_all_sessions,
     too_many,
 )
+from services.common.clock import utcnow
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.outbox import add_email, add_event
@@ -45,7 +45,7 @@ async def issue_one_time_token(
     session: AsyncSession, account: Account, purpose: str, ttl_seconds: int
 ) -> str:
     """A fresh token; earlier unused ones of the same purpose stop working."""
-    moment = now()
+    moment = utcnow()
     await session.exec(
         update(OneTimeToken)
         .where(
@@ -78,7 +78,7 @@ async def find_one_time_token(
     row = result.first()
     if row is None or row.purpose != purpose or row.used_at is not None:
         return None
-    if row.expires_at <= now():
+    if row.expires_at <= utcnow():
         return None
     return row
 
@@ -88,7 +88,7 @@ async def spend_one_time_token(session: AsyncSession, row: OneTimeToken) -> bool
     result = await session.exec(
         update(OneTimeToken)
         .where(col(OneTimeToken.id) == row.id, col(OneTimeToken.used_at).is_(None))
-        .values(used_at=now())
+        .values(used_at=utcnow())
         .returning(col(OneTimeToken.id))
     )
     return result.first() is not None
@@ -131,7 +131,7 @@ async def register(
     check_password_policy(password, email, "body.password")
     # Hash in every branch: the response time must not reveal an existing account.
     password_hash = await ctx.hasher.hash(password)
-    moment = now()
+    moment = utcnow()
     account_id = uuid.uuid4()
     # ON CONFLICT: two concurrent registrations of one email never become a 500.
     inserted = await session.exec(
@@ -211,7 +211,7 @@ async def verify_email(session: AsyncSession, ctx: AuthContext, token: str) -> N
         )
     if not account.email_verified:
         account.email_verified = True
-        account.updated_at = now()
+        account.updated_at = utcnow()
         session.add(account)
         add_event(session, Outbox, "user.email_verified", {"user_id": str(account.id)})
         # Sessions opened before the address was proven may be a squatter's (anyone can
@@ -255,7 +255,7 @@ async def _set_password(
     session: AsyncSession, ctx: AuthContext, account: Account, password: str
 ) -> None:
     account.password_hash = await ctx.hasher.hash(password)
-    account.updated_at = now()
+    account.updated_at = utcnow()
     session.add(account)
     add_email(session, Outbox, template="password_changed", to=account.email, context={})
 

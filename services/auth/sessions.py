@@ -24,12 +24,12 @@ from services.auth.rules import (
     enforce,
     invalid_refresh,
     normalise_email,
-    now,
     revoke_all_sessions,
     too_many,
 )
 from services.auth.schemas import SessionOut, TokenResponse
 from services.auth.tokens import AccessClaims, sign_access_token
+from services.common.clock import utcnow
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.revocation import revoke_session, revoke_user_tokens
@@ -55,7 +55,7 @@ async def _tokens_for(
     session: AsyncSession, ctx: AuthContext, account: Account, session_row: Session
 ) -> TokenResponse:
     token = new_token()
-    moment = now()
+    moment = utcnow()
     session_row.expires_at = moment + timedelta(seconds=ctx.settings.refresh_token_ttl_seconds)
     session_row.last_used_at = moment
     session.add(session_row)
@@ -116,11 +116,11 @@ async def login(
         raise ProblemError(403, "Verify your email address first.", type_="email-not-verified")
     if needs_rehash:
         account.password_hash = await ctx.hasher.hash(password)
-        account.updated_at = now()
+        account.updated_at = utcnow()
         session.add(account)
     session_row = Session(
         account_id=account.id,
-        expires_at=now(),
+        expires_at=utcnow(),
         user_agent=(client.user_agent or "")[:512] or None,
         ip=client.ip[:64],
     )
@@ -134,7 +134,7 @@ async def _revoke_family(
     session: AsyncSession, ctx: AuthContext, session_row: Session, reason: str
 ) -> None:
     if session_row.revoked_at is None:
-        session_row.revoked_at = now()
+        session_row.revoked_at = utcnow()
         session_row.revoke_reason = reason
         session.add(session_row)
     await revoke_session(ctx.redis, str(session_row.id))
@@ -144,7 +144,7 @@ async def refresh(
     session: AsyncSession, ctx: AuthContext, token: str, client: Client
 ) -> TokenResponse:
     digest = token_hash(token)
-    moment = now()
+    moment = utcnow()
     # Spend the token atomically: of two concurrent uses, exactly one gets the row.
     spent = await session.exec(
         update(RefreshToken)
@@ -187,7 +187,7 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
     session_row = await session.get(Session, known.session_id)
     if session_row is not None:
         if session_row.revoked_at is None:
-            session_row.revoked_at = now()
+            session_row.revoked_at = utcnow()
             session_row.revoke_reason = "reuse"
             session.add(session_row)
         # Durable first: the revocation must survive the error response and a Redis
@@ -247,7 +247,7 @@ async def list_sessions(
         .where(
             Session.account_id == owner,
             col(Session.revoked_at).is_(None),
-            Session.expires_at > now(),
+            Session.expires_at > utcnow(),
         )
         .order_by(col(Session.last_used_at).desc(), col(Session.id))
         .limit(limit)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from services.catalog.categories import api as categories_api
-from services.catalog.deps import shutdown, startup
+from services.catalog.deps import shutdown, started_reads, startup
 from services.catalog.idempotency import purge_loop
 from services.catalog.imports import api as imports_api
 from services.catalog.models import Outbox
@@ -40,5 +40,5 @@ def create_app(
     )
     if settings.fast_reads:
         # Innermost (inside the factory's ObservabilityMiddleware).
-        app.user_middleware.append(Middleware(CachedPublicReads))
+        app.user_middleware.append(Middleware(CachedPublicReads, reads_of=started_reads))
     return app

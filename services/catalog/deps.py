@@ -1,12 +1,12 @@
-"""What the catalog keeps per process (built at startup, closed at shutdown), and the
-typed dependency the routes reach it by."""
+"""What the catalog keeps per process (built at startup, closed at shutdown), provided
+the kit's one way (services.common.state), and the typed dependency the routes take."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,6 +14,7 @@ from services.catalog.products.fast_reads import POOL_SIZE, DirectRows
 from services.catalog.products.reads import ProductReads, RowSource, SessionRows
 from services.catalog.settings import CatalogSettings
 from services.common.pagination import CursorCodec
+from services.common.state import provide, provided, state_of
 
 
 @dataclass
@@ -42,32 +43,37 @@ async def startup(app: FastAPI) -> None:
         if settings.otel_enabled:
             direct_rows.enable_tracing()
     rows: RowSource = direct_rows or session_rows
-    app.state.catalog = CatalogResources(
-        settings=settings,
-        session_factory=app.state.session_factory,
-        reads=ProductReads(
-            app.state.redis,
-            rows,
-            product_ttl=settings.product_cache_ttl_seconds,
-            list_ttl=settings.list_cache_ttl_seconds,
+    provide(
+        app,
+        CatalogResources(
+            settings=settings,
+            session_factory=app.state.session_factory,
+            reads=ProductReads(
+                app.state.redis,
+                rows,
+                product_ttl=settings.product_cache_ttl_seconds,
+                list_ttl=settings.list_cache_ttl_seconds,
+            ),
+            product_cursors=CursorCodec(settings.cursor_secret, "catalog-products"),
+            category_cursors=CursorCodec(settings.cursor_secret, "catalog-categories"),
+            direct_rows=direct_rows,
         ),
-        product_cursors=CursorCodec(settings.cursor_secret, "catalog-products"),
-        category_cursors=CursorCodec(settings.cursor_secret, "catalog-categories"),
-        direct_rows=direct_rows,
     )
 
 
 async def shutdown(app: FastAPI) -> None:
-    resources: CatalogResources | None = getattr(app.state, "catalog", None)
-    if resources is not None:
-        if resources.direct_rows is not None:
-            await resources.direct_rows.close()
-        await resources.reads.close()
+    resources = provided(app, CatalogResources)
+    if resources.direct_rows is not None:
+        await resources.direct_rows.close()
+    await resources.reads.close()
 
 
-def catalog(request: Request) -> CatalogResources:
-    resources: CatalogResources = request.app.state.catalog
-    return resources
+Catalog = Annotated[CatalogResources, Depends(state_of(CatalogResources))]
 
 
-Catalog = Annotated[CatalogResources, Depends(catalog)]
+def started_reads(app: FastAPI) -> ProductReads | None:
+    """The process's cached reads once startup has run (the fast reads' ASGI layer)."""
+    try:
+        return provided(app, CatalogResources).reads
+    except TypeError:
+        return None

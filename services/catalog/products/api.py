@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from services.catalog import idempotency
-from services.catalog.deps import Catalog
+from services.catalog.deps import Catalog, CatalogResources
 from services.catalog.idempotency import IdempotencyKeyHeader, Made
 from services.catalog.products import queries, service
 from services.catalog.products.reads import KNOWN_MISS, CachedAnswer, answer, body_etag
@@ -27,6 +27,7 @@ from services.common.jwt import Principal
 from services.common.pagination import Page, link_header
 from services.common.params import NO_NUL
 from services.common.security import AdminUser, OptionalUser, authenticate, bearer_token
+from services.common.state import provided
 
 PREFIX = "/api/v1/catalog"
 router = APIRouter(prefix=PREFIX, tags=["catalog"])
@@ -120,12 +121,12 @@ async def list_products(
     name="getProduct",
 )
 async def get_product(product_id: ProductId, request: Request) -> Response:
-    # The principal is resolved by hand, not by the OptionalUser dependency, so an
-    # anonymous miss skips that dependency chain (docs/performance.md).
-    token = bearer_token(request)
+    # The principal and the process state are reached by hand, not by dependencies, so
+    # an anonymous miss skips that dependency chain (docs/performance.md).
+    token = bearer_token(request.headers.get("authorization"))
     principal = None if token is None else await authenticate(request, token)
     admin = _is_admin(principal)
-    cached = await request.app.state.catalog.reads.product(
+    cached = await provided(request.app, CatalogResources).reads.product(
         product_id, admin=admin, known_miss=not admin and request.scope.get(KNOWN_MISS) is True
     )
     if cached is None:

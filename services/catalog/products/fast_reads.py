@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,7 +37,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.catalog.models import PRODUCT_COLUMNS, PRODUCTS
 from services.catalog.products.queries import PRODUCT_SORTS, PUBLIC
-from services.catalog.products.reads import KNOWN_MISS, Answer, CachedAnswer, SessionRows, answer
+from services.catalog.products.reads import (
+    KNOWN_MISS,
+    Answer,
+    CachedAnswer,
+    ProductReads,
+    SessionRows,
+    answer,
+)
 from services.common import metrics
 from services.common.cache import MISSING
 from services.common.pagination import link_header
@@ -106,8 +114,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class CachedPublicReads:
     """ASGI layer: answers anonymous product and list-page reads that are cache hits."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, reads_of: Callable[[Any], ProductReads | None]) -> None:
         self.app = app
+        self.reads_of = reads_of  # the started app's reads, or None before startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -115,12 +124,12 @@ class CachedPublicReads:
             and scope["method"] == "GET"
             and _header(scope, b"authorization") is None
         ):
-            resources = getattr(scope["app"].state, "catalog", None)
-            if resources is not None and await self._try(resources.reads, scope, send):
+            reads = self.reads_of(scope["app"])
+            if reads is not None and await self._try(reads, scope, send):
                 return
         await self.app(scope, receive, send)
 
-    async def _try(self, reads: Any, scope: Scope, send: Send) -> bool:
+    async def _try(self, reads: ProductReads, scope: Scope, send: Send) -> bool:
         path = scope["path"]
         if path == LIST_PATH:
             page_id = list_page_id(scope["query_string"])
@@ -130,7 +139,7 @@ class CachedPublicReads:
         product_id = canonical_id(path)
         return product_id is not None and await self._product(reads, product_id, scope, send)
 
-    async def _list(self, reads: Any, page_id: str, scope: Scope, send: Send) -> bool:
+    async def _list(self, reads: ProductReads, page_id: str, scope: Scope, send: Send) -> bool:
         if not reads.lists.guard.available:
             return False
         cached = await reads.peek_list(page_id)
@@ -143,7 +152,9 @@ class CachedPublicReads:
         await _send(send, answer(cached, _header(scope, b"if-none-match"), link))
         return True
 
-    async def _product(self, reads: Any, product_id: str, scope: Scope, send: Send) -> bool:
+    async def _product(
+        self, reads: ProductReads, product_id: str, scope: Scope, send: Send
+    ) -> bool:
         cache = reads.products
         if not cache.guard.available:
             return False

@@ -20,6 +20,7 @@ from tests.integration.catalog.support import (
     create_category,
     create_product,
     product_body,
+    resources,
 )
 from tests.support.infra import Infra
 
@@ -39,7 +40,7 @@ async def test_product_read_is_served_from_redis_bytes() -> None:
         product = await create_product(client)
         url = f"{API}/products/{product['id']}"
         first = await client.get(url)
-        reads = app.state.catalog.reads
+        reads = resources(app).reads
         cached = await app.state.redis.get(reads.product_key(product["id"], admin=False))
         assert cached is not None and cached.endswith(first.content)
         await sneak_rename(app, product["id"], "Sneaky")

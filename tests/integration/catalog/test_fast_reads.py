@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.catalog.deps import started_reads
 from services.catalog.models import PRODUCTS
 from services.catalog.products.fast_reads import (
     CachedPublicReads,
@@ -32,6 +33,7 @@ from tests.integration.catalog.support import (
     catalog_client,
     create_category,
     create_product,
+    resources,
     user_headers,
 )
 
@@ -66,7 +68,7 @@ async def _call(scope: Any) -> tuple[list[Any], list[Any]]:
     async def send(message: Any) -> None:
         sent.append(message)
 
-    await CachedPublicReads(route)(scope, receive, send)
+    await CachedPublicReads(route, reads_of=started_reads)(scope, receive, send)
     return sent, reached
 
 
@@ -88,7 +90,7 @@ async def test_miss_path_gives_the_session_bytes() -> None:
             description='Ünïcode "quoted" and\nnew line',
         )
         draft = await create_product(client, status="draft")
-        reads = app.state.catalog.reads
+        reads = resources(app).reads
         assert isinstance(reads.rows, DirectRows)
         for product, admin in ((active, False), (active, True), (draft, True)):
             pid = uuid.UUID(product["id"])
@@ -108,7 +110,7 @@ async def test_miss_path_gives_the_session_bytes() -> None:
 async def test_miss_path_falls_back_to_the_session_when_its_pool_cannot_connect() -> None:
     async with catalog_client() as (app, client):
         product = await create_product(client)
-        reads = app.state.catalog.reads
+        reads = resources(app).reads
         # A reader whose server does not exist: every read must give way to the session.
         dead = DirectRows(
             app.state.engine,
@@ -213,7 +215,7 @@ def _seen(response: Any) -> tuple[int, bytes, dict[str, str]]:
 
 async def _forget(app: Any, product_ids: list[str]) -> None:
     """Drop the cached answers, so the next read is a miss."""
-    reads = app.state.catalog.reads
+    reads = resources(app).reads
     keys = [reads.product_key(p, admin=a) for p in product_ids for a in (False, True)]
     await app.state.redis.delete(*keys)
     await reads.lists.bump(LISTS_NAMESPACE)
@@ -239,8 +241,8 @@ async def test_switch_on_and_off_answer_byte_for_byte_alike() -> None:
         catalog_client(fast_reads=True) as (fast_app, fast),
         catalog_client(fast_reads=False) as (plain_app, plain),
     ):
-        assert isinstance(fast_app.state.catalog.reads.rows, DirectRows)
-        assert isinstance(plain_app.state.catalog.reads.rows, SessionRows)
+        assert isinstance(resources(fast_app).reads.rows, DirectRows)
+        assert isinstance(resources(plain_app).reads.rows, SessionRows)
         assert not any(m.cls is CachedPublicReads for m in plain_app.user_middleware)
         active = await create_product(fast, price="10.50", description='"quoted"\nÜ')
         draft = await create_product(fast, status="draft")
@@ -285,22 +287,22 @@ async def test_a_new_schema_version_misses_old_entries() -> None:
         assert (await client.get(url)).json()["name"] == product["name"]  # the old entry
         listed = (await client.get(f"{API}/products")).json()["items"]
         assert product["name"] in [i["name"] for i in listed]
-        reads = app.state.catalog.reads
+        reads = resources(app).reads
         old_key = reads.product_key(product["id"], admin=False)
-        app.state.catalog.reads = ProductReads(
+        resources(app).reads = ProductReads(
             app.state.redis,
             reads.rows,
             product_ttl=60,
             list_ttl=60,
             schema_version=SCHEMA_VERSION + 1,
         )
-        new_key = app.state.catalog.reads.product_key(product["id"], admin=False)
+        new_key = resources(app).reads.product_key(product["id"], admin=False)
         assert new_key != old_key
         assert (await client.get(url)).json()["name"] == "Renamed behind the cache"
         listed = (await client.get(f"{API}/products")).json()["items"]
         assert "Renamed behind the cache" in [i["name"] for i in listed]
-        await app.state.catalog.reads.close()
-        app.state.catalog.reads = reads
+        await resources(app).reads.close()
+        resources(app).reads = reads
 
 
 # ---- the cached-read layer alone ---------------------------------------------------------
@@ -351,7 +353,7 @@ async def test_redis_down_falls_through_to_the_route() -> None:
         product = await create_product(client)
         path = f"{API}/products/{product['id']}"
         await client.get(path)
-        app.state.catalog.reads.products.guard.failed(ConnectionError("down"))
+        resources(app).reads.products.guard.failed(ConnectionError("down"))
         sent, reached = await _call(_scope(app, path))
         assert sent == [] and len(reached) == 1
         assert (await client.get(path)).json()["id"] == product["id"]  # from PostgreSQL

@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy import func, insert, select
 
+from services.common.db import transaction
 from services.common.outbox import (
     add_email,
     add_event,
@@ -19,11 +20,10 @@ from tests.integration.common.kit_models import KitOutbox
 
 async def write_rows(factory, n: int) -> set[str]:
     ids = set()
-    async with factory() as session:
+    async with transaction(factory) as session:  # its commit wakes the relays
         for i in range(n):
             row = add_event(session, KitOutbox, "kit.happened", {"i": i})
             ids.add(str(row.id))
-        await session.commit()
     return ids
 
 
@@ -109,11 +109,10 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
         await asyncio.sleep(0.3)
         assert len(published) == 2
         # Rows inserted with a Core statement wake it too, when the writer asks for it.
-        async with kit_factory() as session:
+        async with transaction(kit_factory) as session:
             row = {"id": uuid.uuid4(), "kind": "event", "topic": "kit.bulk", "payload": {}}
             await (await session.connection()).execute(insert(KitOutbox.__table__), [row])
             wake_relays_on_commit(session)
-            await session.commit()
         for _ in range(200):
             if len(published) == 3:
                 break

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.common.events import signature, signing_key, stream_name
+from services.common.state import provided
 from services.common.streams import _decode, ensure_groups
 from services.users.consumers import build_consumer
+from services.users.state import UsersState
 
 TOPIC = "user.registered"
 
@@ -53,7 +55,7 @@ def consumer(app: FastAPI, group: str, name: str, claim_idle_ms: int = 30_000):
     return build_consumer(
         app.state.redis,
         app.state.session_factory,
-        app.state.profile_cache,
+        provided(app, UsersState).profile_cache,
         group=group,
         consumer=name,
         claim_idle_ms=claim_idle_ms,

@@ -9,7 +9,9 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from services.common.state import provided
 from services.users.app import FAST_CLIENT_NAME
+from services.users.state import UsersState
 from tests.integration.users.conftest import Person, register
 from tests.support.asgi import running
 from tests.support.infra import Infra
@@ -31,7 +33,7 @@ async def test_profile_reads_use_the_lean_connection_closed_at_shutdown(
             second = await client.get(f"/api/v1/users/{owner.id}", headers=viewer.headers)
             assert first.status_code == second.status_code == 200
             assert first.json() == second.json() and first.json()["id"] == owner.id
-            lean = app.state.profile_cache_reads
+            lean = provided(app, UsersState).cache_reads
             host, port = lean._protocol.transport.get_extra_info("sockname")[:2]
             addr = f"{host}:{port}"
             ours = await _client_at(redis, addr)
@@ -52,7 +54,7 @@ async def test_without_redis_the_profile_is_still_served(
 ) -> None:
     owner = Person()
     await register(app, owner, "lean-outage@example.test")
-    lean = app.state.profile_cache_reads
+    lean = provided(app, UsersState).cache_reads
     lean._address = ("127.0.0.1", 1)  # nothing listens there: the reads fail
     await lean.close()
     response = await client.get(f"/api/v1/users/{owner.id}", headers=Person().headers)
