@@ -31,6 +31,7 @@ class CatalogSettings(CommonSettings):
     # The measured fast reads (services/catalog/products/fast_reads.py): cache hits answered
     # before routing, misses read on a direct asyncpg pool. Off: the plain routes only.
     fast_reads: bool = Field(default=True, validation_alias=_alias("fast_reads"))
+    # How long a cached product answer, and a cached list page, may be served.
     product_cache_ttl_seconds: int = Field(
         default=300, ge=1, validation_alias=_alias("product_cache_ttl_seconds")
     )
