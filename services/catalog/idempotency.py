@@ -14,9 +14,10 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Response
+from fastapi import FastAPI, Header, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -162,6 +163,31 @@ async def run_idempotent(
             session, caller=caller, key=key, status_code=status_code, body=body, location=location
         )
     return status_code, body, location
+
+
+async def create_once(
+    session: AsyncSession,
+    request: Request,
+    body: BaseModel,
+    *,
+    caller: str,
+    key: str | None,
+    ttl_hours: int,
+    create: Callable[[], Awaitable[Any]],
+    answer: Callable[[Any], Made],
+) -> Any:
+    """A create keyed by Idempotency-Key: the new row, or (a retry) the stored Response."""
+    created: list[Any] = []
+
+    async def make() -> Made:
+        created.append(await create())
+        return answer(created[0])
+
+    request_hash = fingerprint(request.url.path, body.model_dump_json().encode())
+    result = await run_idempotent(
+        session, caller=caller, key=key, request_hash=request_hash, ttl_hours=ttl_hours, make=make
+    )
+    return result if isinstance(result, Response) else created[0]
 
 
 async def purge_once(app: FastAPI) -> int:

@@ -17,7 +17,7 @@ from services.catalog.categories.schemas import (
     CategoryUpdate,
 )
 from services.catalog.deps import Catalog
-from services.catalog.idempotency import IdempotencyKeyHeader, Made
+from services.catalog.idempotency import IdempotencyKeyHeader
 from services.catalog.products.api import PREFIX
 from services.catalog.responses import json_response, model_json, page_json
 from services.common import problems
@@ -109,24 +109,22 @@ async def create_category(
     catalog: Catalog,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    created: list[Any] = []
+    def location(row: Any) -> str:
+        return f"{PREFIX}/categories/{row.id}"
 
-    async def make() -> Made:
-        row = await service.create_category(session, catalog.reads, body)
-        created.append(row)
-        return 201, model_json(CategoryOut, row), f"{PREFIX}/categories/{row.id}"
-
-    result = await idempotency.run_idempotent(
+    row = await idempotency.create_once(
         session,
+        request,
+        body,
         caller=admin.user_id,
         key=idempotency_key,
-        request_hash=idempotency.fingerprint(request.url.path, body.model_dump_json().encode()),
         ttl_hours=catalog.settings.idempotency_ttl_hours,
-        make=make,
+        create=lambda: service.create_category(session, catalog.reads, body),
+        answer=lambda row: (201, model_json(CategoryOut, row), location(row)),
     )
-    if isinstance(result, Response):
-        return result
-    return _category_response(request, created[0], 201, result[2])
+    if isinstance(row, Response):
+        return row  # a retry: the first answer, replayed
+    return _category_response(request, row, 201, location(row))
 
 
 @router.patch(

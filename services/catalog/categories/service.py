@@ -16,7 +16,7 @@ from services.catalog.categories.schemas import CategoryCreate, CategoryUpdate
 from services.catalog.models import CATEGORIES, CATEGORY_COLUMNS, MAX_CATEGORY_DEPTH, PRODUCTS
 from services.catalog.products.reads import ProductReads
 from services.catalog.products.service import emit
-from services.catalog.queries import run
+from services.catalog.queries import at_version, bumped, run, write_returning
 from services.common import problems
 from services.common.errors import ProblemError
 
@@ -75,15 +75,9 @@ async def _check_parent(
 
 
 async def _write(session: AsyncSession, stmt: Any) -> Row[Any] | None:
-    try:
-        return (await run(session, stmt.returning(*CATEGORY_COLUMNS))).first()
-    except IntegrityError as exc:
-        raise problems.CONFLICT("A category with this slug exists.") from exc
-
-
-def _matching(stmt: Any, category_id: uuid.UUID, expected: Collection[int] | None) -> Any:
-    stmt = stmt.where(CATEGORIES.c.id == category_id)
-    return stmt if expected is None else stmt.where(CATEGORIES.c.version.in_(expected))
+    return await write_returning(
+        session, stmt, CATEGORY_COLUMNS, "A category with this slug exists."
+    )
 
 
 async def _missing_or_stale(session: AsyncSession, category_id: uuid.UUID) -> ProblemError:
@@ -111,8 +105,8 @@ async def update_category(
     changes = data.model_dump(exclude_unset=True)
     if "parent_id" in changes:
         await _check_parent(session, changes["parent_id"], moving=category_id)
-    stmt = _matching(CATEGORIES.update(), category_id, expected).values(
-        **changes, version=CATEGORIES.c.version + 1, updated_at=func.now()
+    stmt = at_version(CATEGORIES.update(), CATEGORIES, category_id, expected).values(
+        **bumped(CATEGORIES, **changes)
     )
     row = await _write(session, stmt)
     if row is None:
@@ -136,11 +130,11 @@ async def delete_category(
     detach = (
         PRODUCTS.update()
         .where(PRODUCTS.c.category_id == category_id)
-        .values(category_id=None, version=PRODUCTS.c.version + 1, updated_at=func.now())
+        .values(**bumped(PRODUCTS, category_id=None))
         .returning(PRODUCTS.c.id)
     )
     detached = (await run(session, detach)).scalars().all()
-    stmt = _matching(CATEGORIES.delete(), category_id, expected)
+    stmt = at_version(CATEGORIES.delete(), CATEGORIES, category_id, expected)
     try:
         deleted = (await run(session, stmt.returning(CATEGORIES.c.id))).first()
     except IntegrityError as exc:  # a child was added concurrently (FK RESTRICT)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from services.catalog import idempotency
 from services.catalog.deps import Catalog, CatalogResources
-from services.catalog.idempotency import IdempotencyKeyHeader, Made
+from services.catalog.idempotency import IdempotencyKeyHeader
 from services.catalog.products import queries, service
 from services.catalog.products.reads import KNOWN_MISS, CachedAnswer, answer, body_etag
 from services.catalog.products.schemas import (
@@ -172,24 +172,22 @@ async def create_product(
     catalog: Catalog,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    created: list[Any] = []
+    def location(row: Any) -> str:
+        return f"{PREFIX}/products/{row.id}"
 
-    async def make() -> Made:
-        row = await service.create_product(session, catalog.reads, body)
-        created.append(row)
-        return 201, model_json(ProductOut, row), f"{PREFIX}/products/{row.id}"
-
-    result = await idempotency.run_idempotent(
+    row = await idempotency.create_once(
         session,
+        request,
+        body,
         caller=admin.user_id,
         key=idempotency_key,
-        request_hash=idempotency.fingerprint(request.url.path, body.model_dump_json().encode()),
         ttl_hours=catalog.settings.idempotency_ttl_hours,
-        make=make,
+        create=lambda: service.create_product(session, catalog.reads, body),
+        answer=lambda row: (201, model_json(ProductOut, row), location(row)),
     )
-    if isinstance(result, Response):
-        return result
-    return _product_response(created[0], 201, result[2])
+    if isinstance(row, Response):
+        return row  # a retry: the first answer, replayed
+    return _product_response(row, 201, location(row))
 
 
 @router.patch(

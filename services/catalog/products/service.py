@@ -12,16 +12,15 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, exists, func, insert, select
+from sqlalchemy import BigInteger, cast, exists, insert, select
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.catalog.models import CATEGORIES, PRODUCT_COLUMNS, PRODUCTS, Outbox
 from services.catalog.products.queries import get_product
 from services.catalog.products.reads import ProductReads
 from services.catalog.products.schemas import ProductCreate, ProductUpdate
-from services.catalog.queries import run
+from services.catalog.queries import at_version, bumped, run, write_returning
 from services.common import problems
 from services.common.errors import ProblemError
 from services.common.outbox import add_event
@@ -57,20 +56,7 @@ async def require_category(session: AsyncSession, category_id: uuid.UUID | None)
 
 
 async def _write(session: AsyncSession, stmt: Any, duplicate: str) -> Row[Any] | None:
-    try:
-        return (await run(session, stmt.returning(*PRODUCT_COLUMNS))).first()
-    except IntegrityError as exc:
-        raise problems.CONFLICT(duplicate) from exc
-
-
-def _bumped(**values: Any) -> dict[str, Any]:
-    """Every write moves the version (the ETag) and updated_at."""
-    return {**values, "version": PRODUCTS.c.version + 1, "updated_at": func.now()}
-
-
-def _matching(stmt: Any, product_id: uuid.UUID, expected: Collection[int] | None) -> Any:
-    stmt = stmt.where(PRODUCTS.c.id == product_id)
-    return stmt if expected is None else stmt.where(PRODUCTS.c.version.in_(expected))
+    return await write_returning(session, stmt, PRODUCT_COLUMNS, duplicate)
 
 
 async def create_product(
@@ -94,7 +80,9 @@ async def update_product(
     changes = data.model_dump(exclude_unset=True)
     if "category_id" in changes:
         await require_category(session, changes["category_id"])
-    stmt = _matching(PRODUCTS.update(), product_id, expected).values(**_bumped(**changes))
+    stmt = at_version(PRODUCTS.update(), PRODUCTS, product_id, expected).values(
+        **bumped(PRODUCTS, **changes)
+    )
     row = await _write(session, stmt, DUPLICATE_SKU)
     if row is None:
         raise await _missing_or_stale(session, product_id)
@@ -105,7 +93,9 @@ async def update_product(
 async def archive_product(
     session: AsyncSession, reads: ProductReads, product_id: uuid.UUID
 ) -> Row[Any]:
-    stmt = _matching(PRODUCTS.update(), product_id, None).values(**_bumped(status="archived"))
+    stmt = at_version(PRODUCTS.update(), PRODUCTS, product_id, None).values(
+        **bumped(PRODUCTS, status="archived")
+    )
     row = await _write(session, stmt, "conflict")
     if row is None:
         raise problems.not_found("product")
@@ -119,7 +109,7 @@ async def delete_product(
     product_id: uuid.UUID,
     expected: Collection[int] | None,
 ) -> None:
-    stmt = _matching(PRODUCTS.delete(), product_id, expected)
+    stmt = at_version(PRODUCTS.delete(), PRODUCTS, product_id, expected)
     deleted = (await run(session, stmt.returning(PRODUCTS.c.id))).first()
     if deleted is None:
         raise await _missing_or_stale(session, product_id)
@@ -133,9 +123,9 @@ async def adjust_stock(
     result in 0..MAX_STOCK (computed in bigint, so it can never overflow into an error)."""
     wide = cast(PRODUCTS.c.stock, BigInteger) + delta
     stmt = (
-        _matching(PRODUCTS.update(), product_id, None)
+        at_version(PRODUCTS.update(), PRODUCTS, product_id, None)
         .where(wide >= 0, wide <= MAX_STOCK)
-        .values(**_bumped(stock=PRODUCTS.c.stock + delta))
+        .values(**bumped(PRODUCTS, stock=PRODUCTS.c.stock + delta))
     )
     row = (await run(session, stmt.returning(*PRODUCT_COLUMNS))).first()
     if row is None:
