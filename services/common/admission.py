@@ -25,9 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from prometheus_client import Counter
-
 from services.common.errors import ProblemError
+from services.common.metrics import Counter
 
 T = TypeVar("T")
 log = logging.getLogger("services.admission")

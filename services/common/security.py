@@ -14,7 +14,8 @@ from fastapi import Depends, Request
 
 from services.common import problems
 from services.common.context import user_id_var
-from services.common.jwt import InvalidToken, Principal, TokenVerifier
+from services.common.errors import ProblemError
+from services.common.jwt import InvalidToken, KeysUnavailable, Principal, TokenVerifier
 from services.common.redis import REDIS_ERRORS
 from services.common.revocation import is_revoked
 
@@ -41,6 +42,12 @@ async def authenticate_token(
         principal = await verifier.verify(token)
     except InvalidToken as exc:
         raise problems.unauthorized(str(exc)) from exc
+    except KeysUnavailable as exc:
+        # A cold key cache (a new worker) while the JWKS cannot be fetched.
+        log.warning("signing keys unavailable for kid %s", exc)
+        raise ProblemError(
+            503, "Authentication is temporarily unavailable.", headers={"Retry-After": "2"}
+        ) from exc
     try:
         revoked = await is_revoked(redis, principal)
     except REDIS_ERRORS as exc:
