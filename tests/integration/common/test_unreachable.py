@@ -24,7 +24,7 @@ from services.common.db import create_engine
 from services.common.errors import install_error_handlers
 from services.common.redis import create_redis
 from services.common.settings import CommonSettings
-from services.devstack.embedded import free_port
+from tools.devstack.embedded import free_port
 
 
 class _Server:

@@ -1,7 +1,7 @@
-"""Request and response models of the catalog API.
+"""Request and response models of the product endpoints.
 
-Requests forbid unknown fields (a typo or a read-only field is a 422). Prices are
-exact decimals and travel as strings in JSON, so no client ever rounds through a float.
+Prices are exact decimals and travel as strings in JSON, so no client ever rounds
+through a float.
 """
 
 from __future__ import annotations
@@ -13,36 +13,22 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.catalog.fields import Cursor, Limit, Name, Omittable, Strict
 from services.common.params import JSON_INTEGER, NO_NUL
 from services.common.urls import PublicHttpsUrl
 
 ProductStatus = Literal["draft", "active", "archived"]
 ProductSort = Literal["newest", "oldest", "price_asc", "price_desc", "name"]
-CategorySort = Literal["name", "newest"]
 
 Sku = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-]
-Slug = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=100),
-]
-Name = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
 ]
 Description = Annotated[str, StringConstraints(max_length=10_000, pattern=NO_NUL)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 # ISO 4217 alphabetic code: three upper-case letters.
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Stock = Annotated[int, Field(ge=0, le=2_147_483_647), JSON_INTEGER]
-
-
 ImageUrls = Annotated[list[PublicHttpsUrl], Field(max_length=20)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ProductCreate(Strict):
@@ -58,16 +44,17 @@ class ProductCreate(Strict):
 
 
 class ProductUpdate(Strict):
-    """Partial update; stock changes go through the atomic /stock endpoint instead."""
+    """Partial update; stock changes go through the atomic /stock endpoint instead.
+    Only category_id takes null (the product leaves its category)."""
 
-    sku: Sku | None = None
-    name: Name | None = None
-    description: Description | None = None
-    price: Price | None = None
-    currency: Currency | None = None
-    status: ProductStatus | None = None
+    sku: Omittable[Sku] = None
+    name: Omittable[Name] = None
+    description: Omittable[Description] = None
+    price: Omittable[Price] = None
+    currency: Omittable[Currency] = None
+    status: Omittable[ProductStatus] = None
     category_id: uuid.UUID | None = None
-    image_urls: ImageUrls | None = None
+    image_urls: Omittable[ImageUrls] = None
 
 
 class StockChange(Strict):
@@ -93,8 +80,8 @@ class ProductOut(BaseModel):
 
 
 class ProductListQuery(Strict):
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str | None, Field(max_length=2048)] = None
+    limit: Limit = 20
+    cursor: Cursor = None
     sort: ProductSort = "newest"
     category: uuid.UUID | None = None
     min_price: Price | None = None
@@ -105,47 +92,3 @@ class ProductListQuery(Strict):
         str | None,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
     ] = None
-
-
-class CategoryCreate(Strict):
-    slug: Slug
-    name: Name
-    parent_id: uuid.UUID | None = None
-
-
-class CategoryUpdate(Strict):
-    slug: Slug | None = None
-    name: Name | None = None
-    parent_id: uuid.UUID | None = None
-
-
-class CategoryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    parent_id: uuid.UUID | None
-    slug: str
-    name: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-class CategoryListQuery(Strict):
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str | None, Field(max_length=2048)] = None
-    sort: CategorySort = "name"
-    parent: uuid.UUID | None = None
-    # true: only top-level categories
-    root: bool | None = None
-
-
-class ImportRowError(BaseModel):
-    row: int
-    field: str
-    message: str
-
-
-class ImportResult(BaseModel):
-    imported: int
-    ids: list[uuid.UUID]

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from services.catalog import idempotency, importer
-from services.catalog.api import PREFIX, IdempotencyKeyHeader, Made, run_idempotent
-from services.catalog.http import json_response, read_body
-from services.catalog.state import catalog
+from services.catalog import idempotency
+from services.catalog.deps import Catalog
+from services.catalog.idempotency import IdempotencyKeyHeader, Made
+from services.catalog.imports import service
+from services.catalog.imports.schemas import ImportResult
+from services.catalog.products.api import PREFIX
+from services.catalog.responses import json_response
+from services.common import problems
 from services.common.db import SessionDep
-from services.common.errors import ProblemError
 from services.common.security import AdminUser
 
 router = APIRouter(prefix=PREFIX, tags=["catalog"])
 FILE_FIELD = "file"
+CONTENT_TYPES = ("application/json", "text/csv", "multipart/form-data")
+BAD_MULTIPART = problems.register("bad-multipart", 400)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (checked while streaming)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise problems.body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise problems.body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _single(body: bytes) -> Any:
@@ -33,12 +52,10 @@ async def _multipart_file(request: Request, body: bytes) -> tuple[str, bytes]:
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise ProblemError(400, "Malformed multipart body.", type_="bad-multipart") from exc
+        raise BAD_MULTIPART("Malformed multipart body.") from exc
     upload = form.get(FILE_FIELD)
     if not isinstance(upload, UploadFile):
-        raise ProblemError(
-            422, f"Send the file in the multipart field {FILE_FIELD!r}.", type_="validation"
-        )
+        raise problems.VALIDATION(f"Send the file in the multipart field {FILE_FIELD!r}.")
     data = await upload.read()
     await form.close()
     name = (upload.filename or "").lower()
@@ -49,6 +66,7 @@ async def _multipart_file(request: Request, body: bytes) -> tuple[str, bytes]:
 @router.post(
     "/products/import",
     status_code=201,
+    response_model=ImportResult,
     summary="Bulk import (admin; JSON array, text/csv or multipart file; all or nothing)",
     openapi_extra={
         "requestBody": {
@@ -82,38 +100,36 @@ async def import_products(
     request: Request,
     session: SessionDep,
     admin: AdminUser,
+    catalog: Catalog,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    state = catalog(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/json", "text/csv", "multipart/form-data"):
-        raise ProblemError(
-            415,
-            "Send application/json, text/csv or multipart/form-data.",
-            type_="unsupported-media-type",
+    if content_type not in CONTENT_TYPES:
+        raise problems.UNSUPPORTED_MEDIA_TYPE(
+            "Send application/json, text/csv or multipart/form-data."
         )
-    body = await read_body(request, state.settings.import_max_bytes)
+    body = await read_body(request, catalog.settings.import_max_bytes)
     if content_type == "multipart/form-data":
         kind, data = await _multipart_file(request, body)
     else:
         kind, data = ("json" if content_type == "application/json" else "csv"), body
-    rows = importer.rows_from_json(data) if kind == "json" else importer.rows_from_csv(data)
+    rows = service.rows_from_json(data) if kind == "json" else service.rows_from_csv(data)
 
     async def make() -> Made:
-        ids = await importer.import_products(session, rows, state.settings.import_max_rows)
-        payload = json.dumps({"imported": len(ids), "ids": [str(i) for i in ids]}).encode()
-        return 201, payload, None
+        ids = await service.import_products(
+            session, catalog.reads, rows, catalog.settings.import_max_rows
+        )
+        result = ImportResult(imported=len(ids), ids=ids)
+        return 201, result.model_dump_json().encode(), None
 
-    result = await run_idempotent(
+    result = await idempotency.run_idempotent(
         session,
-        state,
         caller=admin.user_id,
         key=idempotency_key,
         request_hash=idempotency.fingerprint(request.url.path, kind.encode() + b"\n" + data),
+        ttl_hours=catalog.settings.idempotency_ttl_hours,
         make=make,
     )
     if isinstance(result, Response):
         return result
-    await session.commit()
-    await state.cache.invalidate_lists()
     return json_response(result[1], status_code=result[0])

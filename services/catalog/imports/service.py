@@ -17,28 +17,31 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.catalog.models import Category, Outbox, Product
-from services.catalog.schemas import ProductCreate
-from services.catalog.sql import run
+from services.catalog.imports.schemas import ImportRowError
+from services.catalog.models import CATEGORIES, OUTBOX, PRODUCTS
+from services.catalog.products.reads import ProductReads
+from services.catalog.products.schemas import ProductCreate
+from services.catalog.queries import run
+from services.common import problems
+from services.common.clock import utcnow
 from services.common.errors import ProblemError
-from services.common.outbox import utcnow, wake_relays_on_commit
+from services.common.outbox import wake_relays_on_commit
 
-P: Any = Product.__table__  # type: ignore[attr-defined]
-C: Any = Category.__table__  # type: ignore[attr-defined]
-OUTBOX: Any = Outbox.__table__  # type: ignore[attr-defined]
 CSV_COLUMNS = set(ProductCreate.model_fields)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-RowError = dict[str, Any]
+IMPORT_INVALID = problems.register("import-invalid", 422)
+IMPORT_TOO_LARGE = problems.register("import-too-large", 413)
+RowError = ImportRowError
 
 
 def _error(row: int, field: str, message: str) -> RowError:
-    return {"row": row, "field": field, "message": message}
+    return ImportRowError(row=row, field=field, message=message)
 
 
 def invalid_file(
     errors: list[RowError], detail: str = "The file has invalid rows; nothing was imported."
 ) -> ProblemError:
-    return ProblemError(422, detail, type_="import-invalid", extra={"errors": errors})
+    return IMPORT_INVALID(detail, extra={"errors": [e.model_dump() for e in errors]})
 
 
 def rows_from_json(body: bytes) -> list[Any]:
@@ -107,9 +110,7 @@ def validate_rows(rows: Sequence[Any], max_rows: int) -> tuple[Numbered, list[Ro
     if not rows:
         raise invalid_file([_error(0, "", "no products in the file")], "The file is empty.")
     if len(rows) > max_rows:
-        raise ProblemError(
-            413, f"At most {max_rows} products per import.", type_="import-too-large"
-        )
+        raise IMPORT_TOO_LARGE(f"At most {max_rows} products per import.")
     valid: Numbered = []
     errors: list[RowError] = []
     for number, raw in enumerate(rows, start=1):
@@ -132,10 +133,16 @@ def validate_rows(rows: Sequence[Any], max_rows: int) -> tuple[Numbered, list[Ro
 async def check_against_db(session: AsyncSession, products: Numbered) -> list[RowError]:
     errors: list[RowError] = []
     skus = [p.sku for _, p in products]
-    taken = set((await run(session, select(P.c.sku).where(P.c.sku.in_(skus)))).scalars())
+    taken = set(
+        (await run(session, select(PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_(skus)))).scalars()
+    )
     wanted = {p.category_id for _, p in products if p.category_id is not None}
     known = (
-        set((await run(session, select(C.c.id).where(C.c.id.in_(wanted)))).scalars())
+        set(
+            (
+                await run(session, select(CATEGORIES.c.id).where(CATEGORIES.c.id.in_(wanted)))
+            ).scalars()
+        )
         if wanted
         else set()
     )
@@ -148,13 +155,13 @@ async def check_against_db(session: AsyncSession, products: Numbered) -> list[Ro
 
 
 async def import_products(
-    session: AsyncSession, rows: Sequence[Any], max_rows: int
+    session: AsyncSession, reads: ProductReads, rows: Sequence[Any], max_rows: int
 ) -> list[uuid.UUID]:
     products, errors = validate_rows(rows, max_rows)
     if products:
         errors += await check_against_db(session, products)
     if errors:
-        raise invalid_file(sorted(errors, key=lambda e: (e["row"], e["field"])))
+        raise invalid_file(sorted(errors, key=lambda e: (e.row, e.field)))
     now = utcnow()
     values = [
         {**p.model_dump(), "id": uuid.uuid4(), "created_at": now, "updated_at": now}
@@ -162,9 +169,9 @@ async def import_products(
     ]
     # executemany: SQLAlchemy batches these into multi-row INSERTs (insertmanyvalues).
     try:
-        await run(session, insert(P), values)
+        await run(session, insert(PRODUCTS), values)
     except IntegrityError as exc:  # a concurrent import took one of the SKUs
-        raise ProblemError(409, "A SKU in the file was taken meanwhile.", type_="conflict") from exc
+        raise problems.CONFLICT("A SKU in the file was taken meanwhile.") from exc
     events = [
         {
             "id": uuid.uuid4(),
@@ -177,4 +184,5 @@ async def import_products(
     ]
     await run(session, insert(OUTBOX), events)
     wake_relays_on_commit(session)  # Core inserts: add_event would have done this
+    reads.invalidate_after_commit(session)
     return [v["id"] for v in values]
