@@ -7,14 +7,17 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
-from pydantic.json_schema import JsonDict
 
-# What `Request._encodable` refuses, said in the schema (for clients and the fuzzer):
-# no NUL, no lone surrogate. The validator enforces it; this only documents it.
-ENCODABLE: JsonDict = {"pattern": r"^[^\x00\ud800-\udfff]*$"}
+from services.common.params import NO_NUL
+
+# Free text that reaches PostgreSQL or the hasher: no NUL, stated as a pattern (pydantic
+# enforces it, and the schema says it). Lone surrogates (a JSON `\ud800` escape that
+# pairs with nothing) are refused too, by `Request._encodable`: no JSON Schema pattern
+# can name them (its regexes match Unicode scalar values; the fuzzer's validator refused
+# a class that spelled them, and then dropped the pattern and sent NULs).
 # Generous upper bounds: the password policy gives the precise message.
-PasswordField = Field(min_length=1, max_length=1024, json_schema_extra=ENCODABLE)
-TokenField = Field(min_length=1, max_length=512, json_schema_extra=ENCODABLE)
+PasswordField = Field(min_length=1, max_length=1024, pattern=NO_NUL)
+TokenField = Field(min_length=1, max_length=512, pattern=NO_NUL)
 
 
 class Request(BaseModel):
@@ -23,10 +26,8 @@ class Request(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _encodable(cls, value: object) -> object:
-        # NUL and lone surrogates cannot reach PostgreSQL or the hasher: a 422, not a 500.
-        if isinstance(value, str) and (
-            "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
-        ):
+        # Text with a lone surrogate has no UTF-8 form: a 422, not a 500 at the database.
+        if isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
             raise ValueError("contains characters that are not allowed")
         return value
 
@@ -37,7 +38,7 @@ class RegisterRequest(Request):
 
 
 class LoginRequest(Request):
-    email: str = Field(min_length=1, max_length=320, json_schema_extra=ENCODABLE)
+    email: str = Field(min_length=1, max_length=320, pattern=NO_NUL)
     password: str = PasswordField
 
 
@@ -46,11 +47,11 @@ class LoginForm(Request):
 
     # Optional, but never null: a form field cannot be null, so the schema offers none.
     grant_type: Literal["password"] = "password"
-    username: str = Field(min_length=1, max_length=320, json_schema_extra=ENCODABLE)
+    username: str = Field(min_length=1, max_length=320, pattern=NO_NUL)
     password: str = PasswordField
-    scope: str = Field(default="", max_length=1000, json_schema_extra=ENCODABLE)
-    client_id: str | None = Field(default=None, max_length=200, json_schema_extra=ENCODABLE)
-    client_secret: str | None = Field(default=None, max_length=200, json_schema_extra=ENCODABLE)
+    scope: str = Field(default="", max_length=1000, pattern=NO_NUL)
+    client_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    client_secret: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class TokenRequest(Request):

@@ -10,7 +10,7 @@ code that holds the app (consumers, background tasks, tests) calls `provided(app
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import FastAPI, Request
@@ -32,10 +32,14 @@ def provided(app: FastAPI, kind: type[T]) -> T:
     return value
 
 
-def state_of(kind: type[T]) -> Callable[[Request], T]:
-    """A FastAPI dependency that hands a route the service's state object."""
+def state_of(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A FastAPI dependency that hands a route the service's state object.
 
-    def dependency(request: Request) -> T:
+    `async def` although it awaits nothing: FastAPI runs a plain `def` dependency in its
+    thread pool, a hop (and a slot of a small pool) on every request for an attribute read.
+    """
+
+    async def dependency(request: Request) -> T:
         return provided(request.app, kind)
 
     dependency.__name__ = f"state_of_{kind.__name__}"
