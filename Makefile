@@ -81,8 +81,9 @@ bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/bench
 	$(PY) -m tests.load.bench --out docs/benchmarks.md
 
 fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger budget (docs/fuzzing.md)
+# Each role's run takes many minutes at this budget: past the suite's 300 s per test.
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=examples,coverage,fuzzing,stateful \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -p no:cacheprovider -s tests/fuzz
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -p no:cacheprovider -s -o timeout=2400 tests/fuzz
 
 soak: install  ## steady mixed load on the real stack; RSS/fds of every process must level off
 	mkdir -p .data

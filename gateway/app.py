@@ -157,6 +157,10 @@ def _cors_options(settings: GatewaySettings) -> dict[str, Any]:
             "X-Request-ID",
             "If-None-Match",
             "If-Match",
+            # Auth's device token, for apps on another origin (docs/auth.md), and the
+            # catalog's create retries.
+            "X-Device-Token",
+            "Idempotency-Key",
         ],
         "expose_headers": [
             "X-Request-ID",

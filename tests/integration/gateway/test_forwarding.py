@@ -163,6 +163,29 @@ async def test_cors_preflight_allowed_origin_only(
     assert upstreams["users"].behaviour.count() == 0  # preflights end at the edge
 
 
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [("/api/v1/auth/login", "x-device-token"), ("/api/v1/catalog/products", "idempotency-key")],
+)
+async def test_cors_preflight_allows_the_services_own_request_headers(
+    infra: Infra, upstreams: dict[str, Upstream], path: str, header: str
+) -> None:
+    """A web app on another origin sends auth's device token and catalog's idempotency
+    key: a preflight asking for either is allowed (Starlette answers 400 otherwise)."""
+    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+        response = await client.options(
+            path,
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": f"content-type, {header}",
+            },
+        )
+    assert response.status_code == 200, response.text
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert header in {name.strip() for name in allowed.split(",")}
+
+
 async def test_vary_origin_merged_with_and_without_an_origin(
     infra: Infra, upstreams: dict[str, Upstream]
 ) -> None:
