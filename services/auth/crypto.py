@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 
@@ -13,8 +12,3 @@ def new_token() -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def same(a: str, b: str) -> bool:
-    """Constant-time comparison of two hashes."""
-    return hmac.compare_digest(a.encode(), b.encode())

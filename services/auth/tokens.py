@@ -24,9 +24,9 @@ class AccessClaims:
 
 @lru_cache(maxsize=16)
 def _key(private_pem: str) -> Key:
-    """The parsed key, once per PEM: parsing an RSA private key validates it (~50 ms of
-    CPU here, measured) and ran on the event loop for every login before this cache,
-    capping a 2-core host at ~8 logins/s. A handful of keys exist at a time (rotation)."""
+    """The parsed key, once per PEM: parsing an RSA private key validates it, tens of ms
+    of CPU on the event loop (docs/performance.md, "Login"). A handful of keys exist at a
+    time (rotation)."""
     return jwk.construct(private_pem, ALGORITHM)
 
 

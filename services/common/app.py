@@ -100,8 +100,7 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
             app.state.background_tasks = tasks
             # Everything built so far (modules, routes, models, pools) lives as long as
             # the worker: out of the collector's sight, a full collection walks only
-            # what requests create (measured on catalog: 65 ms -> ~0 for 136k objects;
-            # such a pause was a cached read's p99).
+            # what requests create (its pause was a cached read's p99: docs/performance.md).
             gc.freeze()
             yield
         finally:

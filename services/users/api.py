@@ -11,7 +11,13 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from services.common.cache import Cache
 from services.common.conditional import etag, if_match_versions, none_match
 from services.common.db import SessionDep
-from services.common.pagination import CursorCodec, CursorQuery, LimitQuery, link_header
+from services.common.pagination import (
+    DEFAULT_LIMIT,
+    CursorCodec,
+    CursorQuery,
+    LimitQuery,
+    link_header,
+)
 from services.common.params import NO_NUL, IsoDateTime
 from services.common.security import AdminUser, CurrentUser
 from services.common.state import provided
@@ -103,7 +109,7 @@ async def list_users(
     response: Response,
     session: SessionDep,
     _admin: AdminUser,
-    limit: LimitQuery = 20,
+    limit: LimitQuery = DEFAULT_LIMIT,
     cursor: CursorQuery = None,
     sort: SortName = "created",
     role: Role | None = None,

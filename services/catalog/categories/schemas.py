@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from services.catalog.fields import Cursor, Limit, Name, Omittable, Strict
+from services.common.pagination import DEFAULT_LIMIT
 
 CategorySort = Literal["name", "newest"]
 Slug = Annotated[
@@ -44,7 +45,7 @@ class CategoryOut(BaseModel):
 
 
 class CategoryListQuery(Strict):
-    limit: Limit = 20
+    limit: Limit = DEFAULT_LIMIT
     cursor: Cursor = None
     sort: CategorySort = "name"
     parent: uuid.UUID | None = None

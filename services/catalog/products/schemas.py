@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.catalog.fields import Cursor, Limit, Name, Omittable, Strict
+from services.common.pagination import DEFAULT_LIMIT
 from services.common.params import JSON_INTEGER, NO_NUL
 from services.common.urls import PublicHttpsUrl
 
@@ -80,7 +81,7 @@ class ProductOut(BaseModel):
 
 
 class ProductListQuery(Strict):
-    limit: Limit = 20
+    limit: Limit = DEFAULT_LIMIT
     cursor: Cursor = None
     sort: ProductSort = "newest"
     category: uuid.UUID | None = None
