@@ -12,13 +12,13 @@ email job the request started.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import re
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services import registry
 from services.common.settings import CommonSettings
 from tests.e2e.conftest import Stack
+from tests.support.polling import eventually_sync, until_status
 from tests.support.stack import TEST_ENV
 from tools.devstack.embedded import free_port
 from tools.devstack.processes import Supervisor
@@ -205,15 +206,6 @@ def total(scraped: dict[str, Samples], name: str, **labels: str) -> float:
 # ---- traffic -------------------------------------------------------------------------------
 
 
-def eventually(check: Callable[[], httpx.Response], status: int, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = check()
-        if response.status_code == status or time.monotonic() >= deadline:
-            return response
-        time.sleep(0.1)
-
-
 def claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
@@ -288,7 +280,7 @@ def drive_traffic(stack: Stack) -> Traffic:
         assert login.status_code == 200, login.text
         access = login.json()["access_token"]
         me_rid = f"obs-me-{tag}"
-        me = eventually(
+        me = until_status(
             lambda: client.get(
                 "/api/v1/users/me",
                 headers={"Authorization": f"Bearer {access}", "X-Request-ID": me_rid},
@@ -347,14 +339,13 @@ def log_entries(stack: Stack, name: str) -> list[dict[str, Any]]:
 def wait_for_entry(
     stack: Stack, name: str, match: Callable[[dict[str, Any]], bool], timeout: float = 10.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in log_entries(stack, name) if match(e)]
-        if found:
-            return found[-1]
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"no matching log line in {name}")
-        time.sleep(0.1)
+    found = eventually_sync(
+        lambda: [e for e in log_entries(stack, name) if match(e)],
+        timeout=timeout,
+        interval=0.1,
+        what=f"a matching log line in {name}",
+    )
+    return found[-1]
 
 
 # ---- the test ------------------------------------------------------------------------------
@@ -365,14 +356,16 @@ def observed(stack: Stack) -> Iterator[tuple[dict[str, Samples], dict[str, Sampl
     before = scrape(stack)
     traffic = drive_traffic(stack)
     # The email job and the relays run in the background: let their counters land.
-    deadline = time.monotonic() + 10
-    while True:
-        after = scrape(stack)
-        moved = {n for n in TRAFFIC_DRIVEN if total(after, n) > total(before, n)}
-        if moved == TRAFFIC_DRIVEN or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
-    yield before, after, traffic
+    # (The test names what did not move: this waits at most 10 s, then lets it say so.)
+    scrapes: list[dict[str, Samples]] = []
+
+    def all_moved() -> bool:
+        scrapes[:] = [scrape(stack)]
+        return all(total(scrapes[0], n) > total(before, n) for n in TRAFFIC_DRIVEN)
+
+    with contextlib.suppress(AssertionError):
+        eventually_sync(all_moved, timeout=10, interval=0.2)
+    yield before, scrapes[0], traffic
 
 
 def test_every_metric_a_dashboard_or_rule_uses_exists_and_moves(
@@ -593,23 +586,22 @@ def test_one_setting_turns_on_one_trace_from_gateway_to_service_database_and_red
         # A product nobody has: a Redis cache miss, then a PostgreSQL read (404).
         path = f"/api/v1/catalog/products/{uuid.uuid4()}"
         # (Until the gateway's first health poll has seen catalog it may answer 503.)
-        response = eventually(lambda: httpx.get(f"{config.url('gateway')}{path}"), 404)
+        response = until_status(lambda: httpx.get(f"{config.url('gateway')}{path}"), 404)
         assert response.status_code == 404, response.text
-        deadline = time.monotonic() + 10
-        while True:
+
+        def crossing_traces() -> list[list[dict[str, Any]]]:
             traces: dict[str, list[dict[str, Any]]] = {}
             for span in receiver.spans:
                 traces.setdefault(span["trace_id"], []).append(span)
-            ours = [
+            return [
                 spans
                 for spans in traces.values()
                 if {s["service"] for s in spans} == {"gateway", "catalog"}
                 and any(s["attributes"].get("db.system") == "postgresql" for s in spans)
                 and any(s["attributes"].get("db.system") == "redis" for s in spans)
             ]
-            if ours or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
+
+        ours = eventually_sync(crossing_traces, timeout=10, interval=0.1, what="a trace")
         assert ours, [(s["service"], s["name"]) for s in receiver.spans]
         spans = ours[0]
         by_id = {s["span_id"]: s for s in spans}

@@ -30,6 +30,7 @@ from services.common.db import asyncpg_url, session_factory
 from services.common.outbox import add_event
 from tests.e2e.conftest import Stack
 from tests.security.support import BODIES, IF_MATCH, USER_OPERATIONS, fill
+from tests.support.polling import eventually_sync
 from tools.devstack.embedded import free_port
 from tools.devstack.processes import Supervisor
 from tools.devstack.stack import process_spec
@@ -150,13 +151,12 @@ def _request(
 def settled_profile(gw: str, person: Person) -> dict[str, Any]:
     """The profile once `user.registered` has reached users: a profile made on first access
     from the token has no email yet, and the event fills it in (a second version)."""
-    deadline = time.monotonic() + 15
-    while True:
+
+    def with_email() -> dict[str, Any] | None:
         profile: dict[str, Any] = httpx.get(f"{gw}/api/v1/users/me", headers=person.headers).json()
-        if profile.get("email") is not None or time.monotonic() > deadline:
-            assert profile.get("email") is not None, profile
-            return profile
-        time.sleep(0.1)
+        return profile if profile.get("email") is not None else None
+
+    return eventually_sync(with_email, timeout=15, interval=0.1, what="the profile's email")
 
 
 def test_another_users_objects_are_out_of_reach(

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import Stack
+from tests.support.polling import until_status
 from tools.devstack.smtp_sink import body_text
 
 pytestmark = pytest.mark.e2e
@@ -26,17 +25,6 @@ NEEDED = {"auth", "users", "worker"}
 def entry(stack: Stack, service: str) -> str:
     """Through the gateway once it exists (it routes by path), else straight to the service."""
     return stack.gateway_url if "gateway" in stack.names else stack.url(service)
-
-
-def eventually(
-    check: Callable[[], httpx.Response], status: int, timeout: float = 10.0
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = check()
-        if response.status_code == status or time.monotonic() >= deadline:
-            return response
-        time.sleep(0.1)
 
 
 def test_every_process_is_ready(stack: Stack) -> None:
@@ -68,7 +56,7 @@ def test_register_verify_login_and_read_profile(stack: Stack) -> None:
     email, token = register_and_login(stack)
     users = entry(stack, "users")
     headers = {"Authorization": f"Bearer {token}"}
-    me = eventually(lambda: httpx.get(f"{users}/api/v1/users/me", headers=headers), 200)
+    me = until_status(lambda: httpx.get(f"{users}/api/v1/users/me", headers=headers), 200)
     assert me.status_code == 200, me.text
     assert me.json()["email"] == email
     # The token never reaches a log line of any process.
@@ -80,7 +68,7 @@ def test_a_killed_service_comes_back(stack: Stack) -> None:
     _, token = register_and_login(stack)
     users = entry(stack, "users")
     headers = {"Authorization": f"Bearer {token}"}
-    first = eventually(lambda: httpx.get(f"{users}/api/v1/users/me", headers=headers), 200)
+    first = until_status(lambda: httpx.get(f"{users}/api/v1/users/me", headers=headers), 200)
     assert first.status_code == 200, first.text
     old = stack.processes.pid("users")
     stack.restart("users", signal.SIGKILL)

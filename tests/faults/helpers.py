@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.support.polling import eventually_sync
 from tests.support.stack import Stack
 from tools.devstack.smtp_sink import MaildirHandler, SmtpSink
 
@@ -67,16 +67,20 @@ def headers(token: str | None = None, ip: str | None = None) -> dict[str, str]:
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0, pause: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Whether `check` held within `timeout` s, an HTTP error counting as "not yet" (the
+    callers assert with their own summary of what the load saw)."""
+
+    def attempt() -> bool:
         try:
-            if check():
-                return True
+            return check()
         except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
             return False
-        time.sleep(pause)
+
+    try:
+        eventually_sync(attempt, timeout=timeout, interval=pause)
+    except AssertionError:
+        return False
+    return True
 
 
 def wait_ready(stack: Stack, timeout: float = 45.0) -> None:

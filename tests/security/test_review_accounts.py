@@ -3,15 +3,12 @@ causes the fault) and asserts it now fails. docs/security.md lists them."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
 import secrets
 import socket
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +45,7 @@ from tests.integration.auth.support import (
 )
 from tests.integration.auth.test_manage import manage
 from tests.support.asgi import running
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.usefixtures("infra")
 
@@ -60,13 +58,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 def role_of(tokens: dict[str, Any]) -> str:
@@ -144,7 +135,7 @@ async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None
             return r.status_code == 200 and r.json()["role"] == role
 
         # The users service learns of the CLI promotion (it used to keep "user").
-        await eventually(lambda: users_sees("admin"))
+        await eventually(lambda: users_sees("admin"), timeout=30)
         listed = await users_http.get(
             f"{USERS}?role=admin&limit=100&q={target}", headers=admin_headers
         )
@@ -167,7 +158,7 @@ async def test_cli_promotion_reaches_users_and_a_demotion_takes_effect() -> None
         async def auth_says_user() -> bool:
             return role_of(await login(auth_http, target)) == "user"
 
-        await eventually(auth_says_user)
+        await eventually(auth_says_user, timeout=30)
 
 
 # ---- /password/change is not an unlimited oracle ----------------------------------------

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ import pytest
 from services.common.migrate import upgrade_all
 from tests.integration.gateway.upstream import Upstream, free_port, start_upstream
 from tests.support.infra import Infra, recreate_database, with_database
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("infra")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,17 +73,16 @@ async def gunicorn(app: str, env: dict[str, str], tmp: Path) -> AsyncIterator[st
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 40
             async with httpx.AsyncClient(trust_env=False) as client:
-                while True:
+
+                async def started() -> bool:
                     assert proc.poll() is None, log_path.read_text()[-3000:]
                     try:
-                        if (await client.get(f"{base}/healthz")).status_code == 200:
-                            break
+                        return (await client.get(f"{base}/healthz")).status_code == 200
                     except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, "gunicorn did not start"
-                    await asyncio.sleep(0.2)
+                        return False
+
+                await eventually(started, timeout=40, interval=0.2, what="gunicorn started")
             yield base
         finally:
             proc.terminate()

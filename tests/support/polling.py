@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
 
 
@@ -30,6 +32,45 @@ async def eventually(
             value = await value
         if value:
             return value  # type: ignore[return-value]
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not met within {timeout:g} s; last value: {value!r}")
+        _give_up_after(deadline, timeout, what, value)
         await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """`eventually` for synchronous tests (subprocesses, blocking clients)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        _give_up_after(deadline, timeout, what, value)
+        time.sleep(interval)
+
+
+def _give_up_after(deadline: float, timeout: float, what: str, value: object) -> None:
+    if time.monotonic() >= deadline:
+        raise AssertionError(f"{what} not met within {timeout:g} s; last value: {value!r}")
+
+
+def until_status(
+    call: Callable[[], httpx.Response], status: int, *, timeout: float = 10.0
+) -> httpx.Response:
+    """The first response of `call()` with `status` (a stack still warming up answers
+    503 first); AssertionError naming the last response otherwise."""
+    last: list[httpx.Response] = []
+
+    def answered() -> bool:
+        last[:] = [call()]
+        return last[0].status_code == status
+
+    try:
+        eventually_sync(answered, timeout=timeout, interval=0.1, what=f"status {status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last[0].status_code} {last[0].text[:500]}") from None
+    return last[0]

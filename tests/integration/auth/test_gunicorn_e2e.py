@@ -18,6 +18,7 @@ import pytest
 
 from services.common.migrate import upgrade_all
 from tests.support.infra import Infra, _dsn, recreate_database, with_database
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("infra")]
 ROOT = Path(__file__).resolve().parents[3]
@@ -67,17 +68,16 @@ async def gunicorn(infra: Infra, tmp_path: Path) -> AsyncIterator[tuple[str, str
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as client:
-            while True:
+
+            async def ready() -> bool:
                 assert proc.poll() is None, log_path.read_text()[-2000:]
                 try:
-                    if (await client.get(f"{base}/readyz")).status_code == 200:
-                        break
+                    return (await client.get(f"{base}/readyz")).status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "gunicorn did not become ready"
-                await asyncio.sleep(0.2)
+                    return False
+
+            await eventually(ready, timeout=30, interval=0.2, what="gunicorn ready")
         yield base, database_url
     finally:
         proc.terminate()

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -17,15 +15,6 @@ from services.worker.settings import WorkerSettings
 from tests.integration.worker.models import SCHEMA, TABLES
 from tests.integration.worker.smtp import SmtpSink
 from tests.support.infra import Infra
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return await check()
 
 
 @pytest.fixture(scope="session")

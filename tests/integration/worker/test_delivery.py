@@ -20,11 +20,11 @@ from services.worker.app import create_app
 from services.worker.mailer import message_id
 from services.worker.models import DeadEmail, EmailDelivery
 from services.worker.settings import WorkerSettings
-from tests.integration.worker.conftest import eventually
 from tests.integration.worker.models import MailOutbox
 from tests.integration.worker.smtp import SmtpSink, free_port
 from tests.support.asgi import running
 from tests.support.infra import Infra
+from tests.support.polling import eventually
 
 Factory = async_sessionmaker[AsyncSession]
 LINK = "https://app.test/verify-email?token=t0k3n"
@@ -83,7 +83,7 @@ async def test_an_outbox_email_is_delivered_once(
     assert await relay(factory, settings.redis_url) == 1
     async with running(create_app(settings)) as client:
         before = metric((await client.get("/metrics")).text, "emails_sent_total")
-        assert await eventually(lambda: delivered_check(factory, outbox_id))
+        assert await eventually(lambda: delivered_check(factory, outbox_id), timeout=15)
         # A second relay of the same row (a relay crash before its commit) and a job
         # run again after success both leave one message.
         queue = email_queue(settings.redis_url)
@@ -100,14 +100,14 @@ async def test_an_outbox_email_is_delivered_once(
         )
         await enqueue_email(queue, row)
         await queue.disconnect()
-        assert await eventually(lambda: queue_empty(redis))
+        assert await eventually(lambda: queue_empty(redis), timeout=15)
 
         async def duplicate_skipped() -> bool:
             # Dequeued is not done: wait for the second run to finish and count itself.
             body = (await client.get("/metrics")).text
             return metric(body, "emails_duplicate_skipped_total") >= 1
 
-        assert await eventually(duplicate_skipped)
+        assert await eventually(duplicate_skipped, timeout=15)
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -138,7 +138,7 @@ async def test_a_refusing_smtp_server_delays_the_email_until_it_recovers(
     outbox_id = await write_email(factory)
     await relay(factory, settings.redis_url)
     async with running(create_app(settings)) as client:
-        assert await eventually(lambda: delivered_check(factory, outbox_id))
+        assert await eventually(lambda: delivered_check(factory, outbox_id), timeout=15)
         body = (await client.get("/metrics")).text
     record = await delivered(factory, outbox_id)
     mid = message_id(outbox_id, settings.mail_from)
@@ -159,7 +159,7 @@ async def test_a_stopped_smtp_server_delays_the_email_until_it_is_back(
         await asyncio.sleep(0.6)  # a few refused connections
         assert await delivered(factory, outbox_id) is None
         smtp.start()
-        assert await eventually(lambda: delivered_check(factory, outbox_id))
+        assert await eventually(lambda: delivered_check(factory, outbox_id), timeout=15)
     record = await delivered(factory, outbox_id)
     assert record is not None and record.attempts >= 2
     assert len(smtp.handler.by_message_id(message_id(outbox_id, settings.mail_from))) == 1
@@ -177,7 +177,7 @@ async def test_redis_down_at_commit_keeps_the_row_until_redis_returns(
         assert row is not None and row.published_at is None  # still waiting
     assert await relay(factory, settings.redis_url) == 1  # Redis is back
     async with running(create_app(settings)):
-        assert await eventually(lambda: delivered_check(factory, outbox_id))
+        assert await eventually(lambda: delivered_check(factory, outbox_id), timeout=15)
     assert len(smtp.handler.by_message_id(message_id(outbox_id, settings.mail_from))) == 1
 
 
@@ -206,7 +206,7 @@ async def test_a_message_that_always_fails_dies_and_is_delivered_after_replay(
     outbox_id = await write_email(factory, to="bob@example.com")
     await relay(factory, settings.redis_url)
     async with running(create_app(settings)) as client:
-        assert await eventually(lambda: dead_check(factory, outbox_id))
+        assert await eventually(lambda: dead_check(factory, outbox_id), timeout=15)
         body = (await client.get("/metrics")).text
         letter = await dead(factory, outbox_id)
         assert letter is not None
@@ -220,7 +220,7 @@ async def test_a_message_that_always_fails_dies_and_is_delivered_after_replay(
         smtp.handler.refuse_code = None  # the server is fixed
         out = run_dead_command(infra, "replay", "--id", outbox_id)
         assert f"{outbox_id} requeued" in out
-        assert await eventually(lambda: delivered_check(factory, outbox_id))
+        assert await eventually(lambda: delivered_check(factory, outbox_id), timeout=15)
     assert len(smtp.handler.by_message_id(message_id(outbox_id, settings.mail_from))) == 1
     assert outbox_id not in run_dead_command(infra, "list")
     assert outbox_id in run_dead_command(infra, "list", "--replayed")
@@ -237,7 +237,7 @@ async def test_a_permanent_refusal_dies_at_once(
     outbox_id = await write_email(factory)
     await relay(factory, settings.redis_url)
     async with running(create_app(settings)):
-        assert await eventually(lambda: dead_check(factory, outbox_id))
+        assert await eventually(lambda: dead_check(factory, outbox_id), timeout=15)
     letter = await dead(factory, outbox_id)
     assert letter is not None and letter.attempts == 1 and "550" in letter.error
     assert smtp.handler.attempts_by_id[message_id(outbox_id, settings.mail_from)] == 1

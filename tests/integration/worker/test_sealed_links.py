@@ -20,9 +20,9 @@ from services.worker.dead import replay
 from services.worker.models import DeadEmail
 from services.worker.settings import WorkerSettings
 from tests.integration.auth.support import PASSWORD, auth_client, new_email, outbox, token_from
-from tests.integration.worker.conftest import eventually
 from tests.integration.worker.smtp import SmtpSink
 from tests.support.asgi import running
+from tests.support.polling import eventually
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -87,7 +87,7 @@ async def test_links_are_sealed_in_outbox_queue_and_dead_letters(
                     got = await session.exec(select(DeadEmail))
                     return len([d for d in got.scalars() if d.message.get("to") == email]) == 2
 
-            assert await eventually(both_dead)
+            assert await eventually(both_dead, timeout=15)
         async with factory() as session:
             dead = [d for d in (await session.exec(select(DeadEmail))).scalars()]
         for letter in dead:
@@ -108,7 +108,7 @@ async def test_links_are_sealed_in_outbox_queue_and_dead_letters(
             async def both_sent() -> bool:
                 return len([m for m in smtp.handler.messages if email in str(m["To"])]) == 2
 
-            assert await eventually(both_sent)
+            assert await eventually(both_sent, timeout=15)
         bodies = " ".join(
             str(part.get_payload(decode=True))
             for m in smtp.handler.messages

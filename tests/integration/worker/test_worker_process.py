@@ -14,10 +14,10 @@ import httpx
 import redis.asyncio as aioredis
 
 from services.worker.mailer import message_id
-from tests.integration.worker.conftest import eventually
 from tests.integration.worker.smtp import SmtpSink, free_port
 from tests.integration.worker.test_delivery import delivered_check, relay, write_email
 from tests.support.infra import Infra
+from tests.support.polling import eventually
 
 
 def start_worker(infra: Infra, smtp: SmtpSink, port: int, metrics_dir: Path) -> subprocess.Popen:
