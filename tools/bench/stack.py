@@ -37,8 +37,8 @@ class AppSpec:
 
 
 APPS = {
-    "raw": AppSpec("raw", "tests.load.baselines:raw_app()", "tests.load.baselines"),
-    "fastapi": AppSpec("fastapi", "tests.load.baselines:fastapi_app()", "tests.load.baselines"),
+    "raw": AppSpec("raw", "tools.bench.baselines:raw_app()", "tools.bench.baselines"),
+    "fastapi": AppSpec("fastapi", "tools.bench.baselines:fastapi_app()", "tools.bench.baselines"),
     "auth": AppSpec("auth", "services.auth.app:create_app()", "services.auth.app"),
     "catalog": AppSpec("catalog", "services.catalog.app:create_app()", "services.catalog.app"),
     "users": AppSpec("users", "services.users.app:create_app()", "services.users.app"),

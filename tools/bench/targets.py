@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.load import scenarios as s
-from tests.load.loadspec import Result
-from tests.load.results import Report, Target
+from tools.bench import scenarios as s
+from tools.bench.loadspec import Result
+from tools.bench.results import Report, Target
 
 
 def _ratio(

@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.load import fixtures, generators, k6, sqlpages
-from tests.load.baselines import PATH as CONSTANT
-from tests.load.fixtures import AUTH, CATALOG, USER_PASSWORD, ProductIds
-from tests.load.k6 import Flow, K6Req
-from tests.load.loadspec import Load, Req, Result
-from tests.load.results import Report, Row
-from tests.load.stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
+from tools.bench import fixtures, generators, k6, sqlpages
+from tools.bench.baselines import PATH as CONSTANT
+from tools.bench.fixtures import AUTH, CATALOG, USER_PASSWORD, ProductIds
+from tools.bench.k6 import Flow, K6Req
+from tools.bench.loadspec import Load, Req, Result
+from tools.bench.results import Report, Row
+from tools.bench.stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 
 RAW = "raw ASGI constant"
 BARE = "bare FastAPI constant"
