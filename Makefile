@@ -35,7 +35,7 @@ lock:
 	$(UV) pip compile pyproject.toml $(LOCK_ARGS) -c $(LOCK) -o $(MAIN_LOCK)
 
 run: install  ## the whole stack on this machine, gateway on :8000 (Ctrl-C stops it)
-	$(PY) -m services.devstack $(RUN_ARGS)
+	$(PY) -m tools.devstack $(RUN_ARGS)
 
 migrate: install  ## upgrade every service's schema (DATABASE_URL)
 	$(PY) -m services.common.migrate upgrade
@@ -45,13 +45,13 @@ test: install  ## everything the tests need, then the whole suite
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check services gateway migrations tests tools
-	$(PY) -m ruff format --check services gateway migrations tests tools
-	$(PY) -m mypy services gateway
+	$(PY) -m ruff check services gateway tools migrations tests
+	$(PY) -m ruff format --check services gateway tools migrations tests
+	$(PY) -m mypy services gateway tools
 
 fmt: install
-	$(PY) -m ruff check --fix services gateway migrations tests tools
-	$(PY) -m ruff format services gateway migrations tests tools
+	$(PY) -m ruff check --fix services gateway tools migrations tests
+	$(PY) -m ruff format services gateway tools migrations tests
 
 CLIENTS_VENV := clients/.venv
 CLIENTS_NPM_STAMP := clients/node_modules/.installed-$(shell cat clients/package-lock.json | cksum | cut -d' ' -f1)

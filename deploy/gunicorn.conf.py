@@ -35,16 +35,38 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # the ingress in front of the gateway, the gateway in front of auth. Never "*".
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = os.environ.get("SERVICE_NAME", "shopstack")
+# No control socket (gunicorn >= 25, `gunicornc`): nothing here uses it, and its default
+# place ($PWD/.gunicorn) is on the read-only root filesystem of the containers.
+control_socket_disable = True
+# gunicorn's own lines (listening, booting worker, shutting down) as JSON through the apps'
+# formatter (services/common/logging.py), so every line of a container is one JSON object.
+# This replaces gunicorn's whole default logging config; the apps' configure_logging
+# installs the same formatter again in each worker.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "services.common.logging.JsonFormatter", "service": proc_name}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    },
+    "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+    },
+}
 
 
 def on_starting(server: Any) -> None:
-    """Empty the multiprocess metrics directory: samples of a previous run would be summed."""
+    """Empty the multiprocess metrics directory: samples of a previous run would be summed.
+    (Each process makes the folder itself when missing: services/common/metrics.py.)"""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        path = Path(directory)
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+    if directory and Path(directory).is_dir():
+        for entry in Path(directory).iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def child_exit(server: Any, worker: Any) -> None:

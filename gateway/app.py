@@ -58,7 +58,10 @@ def create_app(
             limit=settings.pool_limit,
             limit_per_host=settings.pool_limit_per_host,
             keepalive_timeout=settings.keepalive_timeout,
-            ttl_dns_cache=300,
+            # Short: a name with several replicas (compose --scale, a headless Service)
+            # gains and loses addresses; aiohttp rotates over the cached ones, but would
+            # see a new replica only when the entry expires.
+            ttl_dns_cache=10,
         )
         # One pooled keep-alive session per worker; bodies pass through undecoded. No
         # User-Agent/Accept-Encoding of aiohttp's own (set on the session: per request,

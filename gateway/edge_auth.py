@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from services import registry
 from services.common.errors import ProblemError
 from services.common.jwt import Principal, TokenVerifier
 from services.common.security import authenticate_token
@@ -39,12 +40,8 @@ AUTH_SENSITIVE = (
     _rule("POST", rf"{_AUTH}/(login|register|refresh|password/forgot|verify-email/resend)"),
 )
 PUBLIC_ROUTES: tuple[PublicRule, ...] = (
-    _rule("POST", rf"{_AUTH}/(register|login|refresh|verify-email|verify-email/resend)"),
-    _rule("POST", rf"{_AUTH}/password/(forgot|reset)"),
-    # The auth service serves its JWKS on both paths, anonymously.
-    _rule("GET HEAD", rf"({_AUTH})?/\.well-known/jwks\.json"),
-    # Catalog reads are public (templates like /products/{product_id} match too).
-    _rule("GET HEAD", r"/api/v1/catalog(/.*)?"),
+    # Each service's public routes are listed in its entry of the service registry.
+    *(_rule(route.methods, route.path) for route in registry.PUBLIC_ROUTES),
     # Served by the gateway itself; listed so the allowlist is the whole truth.
     _rule("GET HEAD", r"/(healthz|readyz|metrics|docs|docs/oauth2-redirect|openapi\.json)"),
 )

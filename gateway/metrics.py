@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
-
-from services.common.metrics import LATENCY_BUCKETS
+from services.common.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
 
 UPSTREAM_DURATION = Histogram(
     "gateway_upstream_request_duration_seconds",

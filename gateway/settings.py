@@ -8,12 +8,14 @@ instances; GATEWAY_AUTH_URL... spellings win).
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, model_validator
 
 from services.common.settings import CommonSettings, Environment
+from services.registry import API_SERVICES, BY_NAME, Service
 
 # The origins of the usual local front-end dev servers (Vite 5173, CRA/Next 3000):
 # allowed by default in development only (GATEWAY_CORS_ORIGINS unset).
@@ -36,13 +38,14 @@ class GatewaySettings(CommonSettings):
     # Upstream base URLs (a comma-separated list balances over several instances);
     # AUTH_URL/USERS_URL/CATALOG_URL work too.
     auth_url: str = Field(
-        default="http://127.0.0.1:8001", validation_alias=_alias("auth_url", "AUTH_URL")
+        default=BY_NAME["auth"].default_url, validation_alias=_alias("auth_url", "AUTH_URL")
     )
     users_url: str = Field(
-        default="http://127.0.0.1:8002", validation_alias=_alias("users_url", "USERS_URL")
+        default=BY_NAME["users"].default_url, validation_alias=_alias("users_url", "USERS_URL")
     )
     catalog_url: str = Field(
-        default="http://127.0.0.1:8003", validation_alias=_alias("catalog_url", "CATALOG_URL")
+        default=BY_NAME["catalog"].default_url,
+        validation_alias=_alias("catalog_url", "CATALOG_URL"),
     )
     # Explicit table; None means "built from the three URLs above".
     routes: dict[str, list[str]] | None = Field(default=None, validation_alias=_alias("routes"))
@@ -118,12 +121,10 @@ class GatewaySettings(CommonSettings):
     @model_validator(mode="after")
     def _derive(self) -> GatewaySettings:
         if self.routes is None:
-            auth = _instances(self.auth_url)
             self.routes = {
-                "/api/v1/auth": auth,
-                "/.well-known": auth,
-                "/api/v1/users": _instances(self.users_url),
-                "/api/v1/catalog": _instances(self.catalog_url),
+                prefix: _instances(self._upstream(service))
+                for service in API_SERVICES
+                for prefix in service.prefixes
             }
         for prefix, urls in self.routes.items():
             if not prefix.startswith("/") or not urls:
@@ -140,6 +141,17 @@ class GatewaySettings(CommonSettings):
             if first:
                 self.jwks_url = f"{first[0]}/.well-known/jwks.json"
         return self
+
+    def _upstream(self, service: Service) -> str:
+        """A service's URLs: its field here if it has one, else GATEWAY_<NAME>_URL or
+        <NAME>_URL, else the registry's local default."""
+        field_value = getattr(self, f"{service.name}_url", None)
+        if isinstance(field_value, str):
+            return field_value
+        env = os.environ
+        return (
+            env.get(f"GATEWAY_{service.env_url}") or env.get(service.env_url) or service.default_url
+        )
 
     @property
     def route_table(self) -> dict[str, list[str]]:

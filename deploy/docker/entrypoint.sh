@@ -22,10 +22,11 @@ case "$service" in
     worker)
         export SERVICE_NAME=worker
         export WORKER_PORT="${WORKER_PORT:-${PORT:-8004}}"
-        # No gunicorn master to empty the metrics directory: stale samples would be summed.
-        if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
-            rm -rf "$PROMETHEUS_MULTIPROC_DIR"
-            mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+        # No gunicorn master to empty the metrics directory: stale samples of a previous
+        # run (a restarted container keeps a Kubernetes emptyDir) would be summed. The
+        # process makes the folder itself when it is missing (services/common/metrics.py).
+        if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ] && [ -d "$PROMETHEUS_MULTIPROC_DIR" ]; then
+            find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete
         fi
         exec python -m services.worker "$@"
         ;;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -12,6 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.auth.models import Account, Outbox
 from services.auth.passwords import PasswordHasher
 from services.auth.rules import account_by_email, check_password_policy, normalise_email
+from services.common.clock import utcnow
+from services.common.db import transaction
 from services.common.outbox import add_event
 from services.common.revocation import revoke_user_tokens
 
@@ -29,10 +30,10 @@ async def create_admin(
         raise AdminError("not an email address")
     check_password_policy(password, email, "password")
     password_hash = await hasher.hash(password)
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         if await account_by_email(session, email) is not None:
             raise AdminError("an account with this email already exists (use promote)")
-        moment = datetime.now(UTC)
+        moment = utcnow()
         account = Account(
             email=email,
             password_hash=password_hash,
@@ -63,7 +64,7 @@ def change_role(session: AsyncSession, account: Account, role: str) -> bool:
     if account.role == role:
         return False
     account.role = role
-    account.updated_at = datetime.now(UTC)
+    account.updated_at = utcnow()
     session.add(account)
     add_event(session, Outbox, "user.role_changed", {"user_id": str(account.id), "role": role})
     return True
@@ -73,7 +74,7 @@ async def promote(
     factory: async_sessionmaker[AsyncSession], redis: aioredis.Redis, email: str
 ) -> Account:
     """Make an account admin; its current tokens die so new ones carry the role."""
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         account = await account_by_email(session, email)
         if account is None:
             raise AdminError("no account with this email")

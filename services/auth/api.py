@@ -34,6 +34,7 @@ from services.common.db import SessionDep
 from services.common.errors import parse_json_body
 from services.common.security import CurrentUser
 from services.common.settings import Environment
+from services.common.state import provided, state_of
 
 PREFIX = "/api/v1/auth"
 router = APIRouter(prefix=PREFIX, tags=["auth"])
@@ -48,12 +49,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def auth_context(request: Request) -> AuthContext:
-    ctx: AuthContext = request.app.state.auth
-    return ctx
-
-
-Ctx = Annotated[AuthContext, Depends(auth_context)]
+Ctx = Annotated[AuthContext, Depends(state_of(AuthContext))]
 
 
 def client_ip(request: Request) -> str:
@@ -80,7 +76,7 @@ async def uniform_time(request: Request) -> AsyncIterator[None]:
     an existing account must not be measurable (no account enumeration by timing)."""
     started = time.monotonic()
     yield
-    floor: float = request.app.state.auth.settings.uniform_response_seconds
+    floor = provided(request.app, AuthContext).settings.uniform_response_seconds
     await asyncio.sleep(max(0.0, floor - (time.monotonic() - started)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from services.common.app import create_app as build_app
 from services.common.errors import ProblemError, problem_response
 from services.common.jwt import JwksCache, JwksFetcher, TokenVerifier
 from services.common.relay import relay_task
+from services.common.state import provide, provided
 
 log = logging.getLogger("services.auth")
 
@@ -35,20 +37,25 @@ def _startup(jwks_fetcher: JwksFetcher | None) -> Hook:
             log.info("created the first signing key")
         keys = KeyStore(app.state.session_factory, settings)
         hasher = PasswordHasher.for_settings(settings)
-        app.state.auth = AuthContext(
-            settings=settings,
-            redis=app.state.redis,
-            hasher=hasher,
-            keys=keys,
-            limiter=RateLimiter(app.state.redis),
-            lockout=Lockout(
-                app.state.redis,
-                threshold=settings.lockout_threshold,
-                base_seconds=settings.lockout_base_seconds,
-                max_seconds=settings.lockout_max_seconds,
+        provide(
+            app,
+            AuthContext(
+                settings=settings,
+                redis=app.state.redis,
+                hasher=hasher,
+                keys=keys,
+                limiter=RateLimiter(app.state.redis),
+                lockout=Lockout(
+                    app.state.redis,
+                    threshold=settings.lockout_threshold,
+                    base_seconds=settings.lockout_base_seconds,
+                    max_seconds=settings.lockout_max_seconds,
+                ),
+                limits=Limits.from_settings(settings),
+                devices=DeviceTokens(
+                    settings.key_encryption_secret, settings.device_token_ttl_seconds
+                ),
             ),
-            limits=Limits.from_settings(settings),
-            devices=DeviceTokens(settings.key_encryption_secret, settings.device_token_ttl_seconds),
         )
         # Auth verifies its own tokens from its key store, not over HTTP; an unknown kid
         # (a key rotated by another worker) is looked up again after at most a second.
@@ -86,8 +93,8 @@ async def _bootstrap_admin(app: FastAPI, settings: AuthSettings, hasher: Passwor
 
 
 async def _close_hasher(app: FastAPI) -> None:
-    if hasattr(app.state, "auth"):
-        app.state.auth.hasher.close()
+    with contextlib.suppress(TypeError):  # startup failed before the context was built
+        provided(app, AuthContext).hasher.close()
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:

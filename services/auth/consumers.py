@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.auth.models import Account, Inbox
-from services.auth.rules import ACTIVE, account_by_id, now, revoke_all_sessions
+from services.auth.rules import ACTIVE, account_by_id, revoke_all_sessions
+from services.common.clock import utcnow
+from services.common.db import transaction
 from services.common.events import EventVerifier
 from services.common.inbox import first_delivery
 from services.common.revocation import revoke_user_tokens
@@ -76,7 +78,7 @@ def handler_for(
     async def handle(event: Event) -> None:
         revoke = False
         user_id = str(event.data.get("user_id", ""))
-        async with factory() as session, session.begin():
+        async with transaction(factory) as session:
             if not await first_delivery(session, Inbox, event.id, event.topic):
                 return
             account = await account_by_id(session, user_id)
@@ -84,7 +86,7 @@ def handler_for(
                 return
             # Every change here revokes the user's tokens: new ones carry the new state.
             revoke = await apply(session, account, event)
-            account.updated_at = now()
+            account.updated_at = utcnow()
             session.add(account)
             if account.status != ACTIVE:
                 # Refresh tokens of a disabled or deleted account must die too.

@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -32,6 +32,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.auth.models import SigningKey
 from services.auth.settings import AuthSettings
 from services.auth.tokens import public_jwk
+from services.common.clock import utcnow
+from services.common.db import transaction
 from services.common.sealing import derive_key
 
 KEY_LOCK_ID = 0x61757468_6B657973 & 0x7FFFFFFFFFFFFFFF  # "authkeys": one advisory lock id
@@ -82,10 +84,6 @@ async def reencrypt_legacy_keys(session: AsyncSession, settings: AuthSettings) -
     return count
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def new_signing_key(settings: AuthSettings, activates_at: datetime | None = None) -> SigningKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(
@@ -93,9 +91,9 @@ def new_signing_key(settings: AuthSettings, activates_at: datetime | None = None
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    kid = f"{_now():%Y%m%d}-{secrets.token_hex(6)}"
+    kid = f"{utcnow():%Y%m%d}-{secrets.token_hex(6)}"
     encrypted = _fernet(settings.key_encryption_secret).encrypt(pem.encode()).decode()
-    now = _now()
+    now = utcnow()
     return SigningKey(
         kid=kid,
         private_key_encrypted=encrypted,
@@ -111,7 +109,7 @@ async def _lock(session: AsyncSession) -> None:
 
 async def ensure_key(factory: async_sessionmaker[AsyncSession], settings: AuthSettings) -> bool:
     """Create the first key if there is no live one; True if this call created it."""
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         await _lock(session)
         await reencrypt_legacy_keys(session, settings)
         live = await session.exec(
@@ -125,8 +123,8 @@ async def ensure_key(factory: async_sessionmaker[AsyncSession], settings: AuthSe
 
 async def rotate_key(factory: async_sessionmaker[AsyncSession], settings: AuthSettings) -> str:
     """Add a new key and retire the current one(s) when it activates; returns the new kid."""
-    activates_at = _now() + timedelta(seconds=settings.key_activation_delay_seconds)
-    async with factory() as session, session.begin():
+    activates_at = utcnow() + timedelta(seconds=settings.key_activation_delay_seconds)
+    async with transaction(factory) as session:
         await _lock(session)
         current = await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))
         for key in current:
@@ -158,7 +156,7 @@ class KeyStore:
         )
 
     async def _load(self) -> list[SigningKey]:
-        cutoff = _now() - self.publish_grace
+        cutoff = utcnow() - self.publish_grace
         async with self._factory() as session:
             rows = await session.exec(
                 select(SigningKey)
@@ -173,7 +171,7 @@ class KeyStore:
         fresh = time.monotonic() - self._loaded_at < self._settings.key_cache_seconds
         if self._active is not None and fresh:
             return self._active
-        now = _now()
+        now = utcnow()
         for key in await self._load():
             if key.activates_at <= now and (key.retired_at is None or key.retired_at > now):
                 pem = self._decrypted.get(key.kid)

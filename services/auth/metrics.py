@@ -3,7 +3,7 @@ aggregated by the multiprocess collector). Labels are small fixed sets."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from services.common.metrics import Counter
 
 LOGINS = Counter("auth_logins_total", "Login attempts", ["result", "reason"])
 REGISTRATIONS = Counter("auth_registrations_total", "Accounts created")

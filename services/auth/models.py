@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from services.common.clock import utcnow
 from services.common.inbox import InboxBase
 from services.common.outbox import OutboxBase
 
 SCHEMA = "auth"
 TZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Account(SQLModel, table=True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -13,16 +12,14 @@ from services.auth.context import AuthContext
 from services.auth.models import Account, Session
 from services.auth.passwords import policy_problems
 from services.auth.ratelimit import Limit
+from services.common import problems
+from services.common.clock import utcnow
 from services.common.errors import ProblemError
 from services.common.metrics import RATE_LIMITED
 
 VERIFY = "verify_email"
 RESET = "reset_password"
 ACTIVE = "active"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def normalise_email(email: str) -> str:
@@ -34,33 +31,36 @@ def normalise_email(email: str) -> str:
 
 def too_many(limit_name: str, retry_after: int) -> ProblemError:
     RATE_LIMITED.labels(limit_name).inc()
-    return ProblemError(
-        429,
-        "Too many attempts. Try again later.",
-        type_="rate-limited",
-        headers={"Retry-After": str(retry_after)},
+    return problems.RATE_LIMITED(
+        "Too many attempts. Try again later.", headers={"Retry-After": str(retry_after)}
     )
 
 
+# The auth service's own problem types (services.common.problems).
+INVALID_CREDENTIALS = problems.register("invalid-credentials", 401)
+INVALID_REFRESH_TOKEN = problems.register("invalid-refresh-token", 401)
+INVALID_TOKEN = problems.register("invalid-token", 400)
+INVALID_PASSWORD = problems.register("invalid-password", 400)
+EMAIL_NOT_VERIFIED = problems.register("email-not-verified", 403)
+
+
 def bad_credentials() -> ProblemError:
-    return ProblemError(401, "Incorrect email or password.", type_="invalid-credentials")
+    return INVALID_CREDENTIALS("Incorrect email or password.")
 
 
 def invalid_refresh() -> ProblemError:
-    return ProblemError(401, "The refresh token is not valid.", type_="invalid-refresh-token")
+    return INVALID_REFRESH_TOKEN("The refresh token is not valid.")
 
 
 def check_password_policy(password: str, email: str, field: str) -> None:
-    problems = policy_problems(password, email)
-    if problems:
-        raise ProblemError(
-            422,
+    failures = policy_problems(password, email)
+    if failures:
+        raise problems.VALIDATION(
             "The password does not meet the policy.",
-            type_="validation",
             extra={
                 "errors": [
                     {"field": field, "message": f"Password {p}.", "code": "password_policy"}
-                    for p in problems
+                    for p in failures
                 ]
             },
         )
@@ -96,7 +96,7 @@ async def revoke_all_sessions(
     stmt = (
         update(Session)
         .where(col(Session.account_id) == account_id, col(Session.revoked_at).is_(None))
-        .values(revoked_at=now(), revoke_reason=reason)
+        .values(revoked_at=utcnow(), revoke_reason=reason)
         .returning(col(Session.id))
     )
     if keep is not None:

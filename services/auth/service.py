@@ -21,6 +21,8 @@ from services.auth.crypto import new_token, token_hash
 from services.auth.models import Account, OneTimeToken, Outbox
 from services.auth.rules import (
     ACTIVE,
+    INVALID_PASSWORD,
+    INVALID_TOKEN,
     RESET,
     VERIFY,
     account_by_email,
@@ -28,11 +30,11 @@ from services.auth.rules import (
     check_password_policy,
     enforce,
     normalise_email,
-    now,
     revoke_all_sessions,
     too_many,
 )
-from services.common.errors import ProblemError
+from services.common import problems
+from services.common.clock import utcnow
 from services.common.jwt import Principal
 from services.common.outbox import add_email, add_event
 from services.common.revocation import revoke_session, revoke_user_tokens
@@ -45,7 +47,7 @@ async def issue_one_time_token(
     session: AsyncSession, account: Account, purpose: str, ttl_seconds: int
 ) -> str:
     """A fresh token; earlier unused ones of the same purpose stop working."""
-    moment = now()
+    moment = utcnow()
     await session.exec(
         update(OneTimeToken)
         .where(
@@ -78,7 +80,7 @@ async def find_one_time_token(
     row = result.first()
     if row is None or row.purpose != purpose or row.used_at is not None:
         return None
-    if row.expires_at <= now():
+    if row.expires_at <= utcnow():
         return None
     return row
 
@@ -88,7 +90,7 @@ async def spend_one_time_token(session: AsyncSession, row: OneTimeToken) -> bool
     result = await session.exec(
         update(OneTimeToken)
         .where(col(OneTimeToken.id) == row.id, col(OneTimeToken.used_at).is_(None))
-        .values(used_at=now())
+        .values(used_at=utcnow())
         .returning(col(OneTimeToken.id))
     )
     return result.first() is not None
@@ -131,7 +133,7 @@ async def register(
     check_password_policy(password, email, "body.password")
     # Hash in every branch: the response time must not reveal an existing account.
     password_hash = await ctx.hasher.hash(password)
-    moment = now()
+    moment = utcnow()
     account_id = uuid.uuid4()
     # ON CONFLICT: two concurrent registrations of one email never become a 500.
     inserted = await session.exec(
@@ -201,17 +203,13 @@ async def _registration_of_existing(session: AsyncSession, ctx: AuthContext, ema
 async def verify_email(session: AsyncSession, ctx: AuthContext, token: str) -> None:
     row = await find_one_time_token(session, token, VERIFY)
     if row is None or not await spend_one_time_token(session, row):
-        raise ProblemError(
-            400, "The verification link is invalid or has expired.", type_="invalid-token"
-        )
+        raise INVALID_TOKEN("The verification link is invalid or has expired.")
     account = await session.get(Account, row.account_id)
     if account is None or account.status != ACTIVE:
-        raise ProblemError(
-            400, "The verification link is invalid or has expired.", type_="invalid-token"
-        )
+        raise INVALID_TOKEN("The verification link is invalid or has expired.")
     if not account.email_verified:
         account.email_verified = True
-        account.updated_at = now()
+        account.updated_at = utcnow()
         session.add(account)
         add_event(session, Outbox, "user.email_verified", {"user_id": str(account.id)})
         # Sessions opened before the address was proven may be a squatter's (anyone can
@@ -255,7 +253,7 @@ async def _set_password(
     session: AsyncSession, ctx: AuthContext, account: Account, password: str
 ) -> None:
     account.password_hash = await ctx.hasher.hash(password)
-    account.updated_at = now()
+    account.updated_at = utcnow()
     session.add(account)
     add_email(session, Outbox, template="password_changed", to=account.email, context={})
 
@@ -266,10 +264,10 @@ async def reset_password(
     row = await find_one_time_token(session, token, RESET)
     account = await session.get(Account, row.account_id) if row else None
     if row is None or account is None or account.status != ACTIVE:
-        raise ProblemError(400, "The reset link is invalid or has expired.", type_="invalid-token")
+        raise INVALID_TOKEN("The reset link is invalid or has expired.")
     check_password_policy(new_password, account.email, "body.new_password")
     if not await spend_one_time_token(session, row):
-        raise ProblemError(400, "The reset link is invalid or has expired.", type_="invalid-token")
+        raise INVALID_TOKEN("The reset link is invalid or has expired.")
     await _set_password(session, ctx, account, new_password)
     # The link arrived by email: the address is proven.
     account.email_verified = True
@@ -284,7 +282,7 @@ async def change_password(
 ) -> None:
     account = await account_by_id(session, principal.user_id)
     if account is None or account.status != ACTIVE:
-        raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+        raise problems.ACCOUNT_DISABLED("This account is disabled.")
     # Limited like a login: with a stolen access token this would otherwise be an
     # unlimited oracle for the current password. Per account, so no IP helps.
     subject = "password-change:" + str(account.id)
@@ -295,7 +293,7 @@ async def change_password(
     ok, _ = await ctx.hasher.verify(current, account.password_hash)
     if not ok:
         await ctx.lockout.failed(subject)
-        raise ProblemError(400, "The current password is not correct.", type_="invalid-password")
+        raise INVALID_PASSWORD("The current password is not correct.")
     await ctx.lockout.succeeded(subject)
     check_password_policy(new, account.email, "body.new_password")
     await _set_password(session, ctx, account, new)

@@ -18,19 +18,21 @@ from services.auth.crypto import new_token, token_hash
 from services.auth.models import Account, RefreshToken, Session
 from services.auth.rules import (
     ACTIVE,
+    EMAIL_NOT_VERIFIED,
+    INVALID_REFRESH_TOKEN,
     account_by_email,
     account_by_id,
     bad_credentials,
     enforce,
     invalid_refresh,
     normalise_email,
-    now,
     revoke_all_sessions,
     too_many,
 )
 from services.auth.schemas import SessionOut, TokenResponse
 from services.auth.tokens import AccessClaims, sign_access_token
-from services.common.errors import ProblemError
+from services.common import problems
+from services.common.clock import utcnow
 from services.common.jwt import Principal
 from services.common.revocation import revoke_session, revoke_user_tokens
 
@@ -55,7 +57,7 @@ async def _tokens_for(
     session: AsyncSession, ctx: AuthContext, account: Account, session_row: Session
 ) -> TokenResponse:
     token = new_token()
-    moment = now()
+    moment = utcnow()
     session_row.expires_at = moment + timedelta(seconds=ctx.settings.refresh_token_ttl_seconds)
     session_row.last_used_at = moment
     session.add(session_row)
@@ -110,17 +112,17 @@ async def login(
     await ctx.lockout.succeeded(subject)
     if account.status != ACTIVE:
         metrics.LOGINS.labels("failure", "disabled").inc()
-        raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+        raise problems.ACCOUNT_DISABLED("This account is disabled.")
     if not account.email_verified and not ctx.settings.allow_unverified_login:
         metrics.LOGINS.labels("failure", "unverified").inc()
-        raise ProblemError(403, "Verify your email address first.", type_="email-not-verified")
+        raise EMAIL_NOT_VERIFIED("Verify your email address first.")
     if needs_rehash:
         account.password_hash = await ctx.hasher.hash(password)
-        account.updated_at = now()
+        account.updated_at = utcnow()
         session.add(account)
     session_row = Session(
         account_id=account.id,
-        expires_at=now(),
+        expires_at=utcnow(),
         user_agent=(client.user_agent or "")[:512] or None,
         ip=client.ip[:64],
     )
@@ -134,7 +136,7 @@ async def _revoke_family(
     session: AsyncSession, ctx: AuthContext, session_row: Session, reason: str
 ) -> None:
     if session_row.revoked_at is None:
-        session_row.revoked_at = now()
+        session_row.revoked_at = utcnow()
         session_row.revoke_reason = reason
         session.add(session_row)
     await revoke_session(ctx.redis, str(session_row.id))
@@ -144,7 +146,7 @@ async def refresh(
     session: AsyncSession, ctx: AuthContext, token: str, client: Client
 ) -> TokenResponse:
     digest = token_hash(token)
-    moment = now()
+    moment = utcnow()
     # Spend the token atomically: of two concurrent uses, exactly one gets the row.
     spent = await session.exec(
         update(RefreshToken)
@@ -164,10 +166,10 @@ async def refresh(
         raise invalid_refresh()
     if expires_at <= moment:
         metrics.TOKEN_REFRESHES.labels("expired").inc()
-        raise ProblemError(401, "The refresh token has expired.", type_="invalid-refresh-token")
+        raise INVALID_REFRESH_TOKEN("The refresh token has expired.")
     if account.status != ACTIVE:
         metrics.TOKEN_REFRESHES.labels("invalid").inc()
-        raise ProblemError(403, "This account is disabled.", type_="account-disabled")
+        raise problems.ACCOUNT_DISABLED("This account is disabled.")
     if client.user_agent:
         session_row.user_agent = client.user_agent[:512]
     session_row.ip = client.ip[:64]
@@ -187,7 +189,7 @@ async def _refresh_refused(session: AsyncSession, ctx: AuthContext, digest: str)
     session_row = await session.get(Session, known.session_id)
     if session_row is not None:
         if session_row.revoked_at is None:
-            session_row.revoked_at = now()
+            session_row.revoked_at = utcnow()
             session_row.revoke_reason = "reuse"
             session.add(session_row)
         # Durable first: the revocation must survive the error response and a Redis
@@ -247,7 +249,7 @@ async def list_sessions(
         .where(
             Session.account_id == owner,
             col(Session.revoked_at).is_(None),
-            Session.expires_at > now(),
+            Session.expires_at > utcnow(),
         )
         .order_by(col(Session.last_used_at).desc(), col(Session.id))
         .limit(limit)
@@ -272,5 +274,5 @@ async def delete_session(
     row = await _own_session(session, principal, session_id)
     if row is None or row.revoked_at is not None:
         # Someone else's session and a missing one look the same.
-        raise ProblemError(404, "No such session.", type_="not-found")
+        raise problems.not_found("session")
     await _revoke_family(session, ctx, row, "deleted")

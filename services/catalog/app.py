@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from services.catalog import api, api_categories, api_import
-from services.catalog.hotread import HotProductRead
-from services.catalog.janitor import idempotency_janitor
+from services.catalog.categories import api as categories_api
+from services.catalog.deps import shutdown, started_reads, startup
+from services.catalog.idempotency import purge_loop
+from services.catalog.imports import api as imports_api
 from services.catalog.models import Outbox
+from services.catalog.products import api as products_api
+from services.catalog.products.fast_reads import CachedPublicReads
 from services.catalog.settings import CatalogSettings
-from services.catalog.state import shutdown, startup
 from services.common.app import ServiceSpec
 from services.common.app import create_app as build_app
 from services.common.jwt import JwksFetcher
@@ -21,15 +23,13 @@ def create_app(
     settings: CatalogSettings | None = None, *, jwks_fetcher: JwksFetcher | None = None
 ) -> FastAPI:
     settings = settings or CatalogSettings()
-    background = (
-        [relay_task(Outbox, "catalog"), idempotency_janitor] if settings.background_tasks else []
-    )
+    background = [relay_task(Outbox, "catalog"), purge_loop] if settings.background_tasks else []
     app = build_app(
         ServiceSpec(
             name="catalog",
             settings=settings,
-            # import router first: its literal path must win over /products/{product_id}
-            routers=[api_import.router, api.router, api_categories.router],
+            # the import router first: its literal path must win over /products/{product_id}
+            routers=[imports_api.router, products_api.router, categories_api.router],
             title="Catalog service",
             description="Categories and products: public reads (cached), admin writes.",
             on_startup=[startup],
@@ -38,7 +38,7 @@ def create_app(
             jwks_fetcher=jwks_fetcher,
         )
     )
-    # Innermost (inside the factory's ObservabilityMiddleware): cached anonymous product
-    # reads are answered before FastAPI's routing and dependencies (services/catalog/hotread.py).
-    app.user_middleware.append(Middleware(HotProductRead))
+    if settings.fast_reads:
+        # Innermost (inside the factory's ObservabilityMiddleware).
+        app.user_middleware.append(Middleware(CachedPublicReads, reads_of=started_reads))
     return app

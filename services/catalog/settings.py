@@ -28,6 +28,10 @@ class CatalogSettings(CommonSettings):
     idempotency_ttl_hours: int = Field(
         default=24, ge=1, validation_alias=_alias("idempotency_ttl_hours")
     )
+    # The measured fast reads (services/catalog/products/fast_reads.py): cache hits answered
+    # before routing, misses read on a direct asyncpg pool. Off: the plain routes only.
+    fast_reads: bool = Field(default=True, validation_alias=_alias("fast_reads"))
+    # How long a cached product answer, and a cached list page, may be served.
     product_cache_ttl_seconds: int = Field(
         default=300, ge=1, validation_alias=_alias("product_cache_ttl_seconds")
     )

@@ -25,9 +25,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from prometheus_client import Counter
-
+from services.common import problems
 from services.common.errors import ProblemError
+from services.common.metrics import Counter
 
 T = TypeVar("T")
 log = logging.getLogger("services.admission")
@@ -46,7 +46,9 @@ class Overloaded(ProblemError):
     """503 problem+json with Retry-After: the work could not start within its budget."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(503, detail, type_="overloaded", headers={"Retry-After": str(retry_after)})
+        super().__init__(
+            503, detail, type_=problems.OVERLOADED.slug, headers={"Retry-After": str(retry_after)}
+        )
 
 
 class Admission:

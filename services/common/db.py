@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -10,8 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.common import metrics
-from services.common.errors import ProblemError
+from services.common import metrics, problems
 from services.common.settings import CommonSettings
 
 
@@ -63,7 +64,7 @@ def _refuse_nul(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any
     """PostgreSQL text cannot hold a NUL character: whatever field or query parameter
     carried one from the client is a 422, not a driver error and a 500."""
     if _has_nul(parameters):
-        raise ProblemError(422, "Text must not contain NUL characters.", type_="invalid-text")
+        raise problems.INVALID_TEXT("Text must not contain NUL characters.")
 
 
 def _watch_pool(engine: AsyncEngine) -> None:
@@ -83,16 +84,75 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request: commit when the handler returns, roll back if it raises."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+# The one transaction rule (docs/conventions.md): a request's session commits when the
+# handler returns and rolls back when it raises (get_session); code outside a request
+# opens `transaction(factory)`. Work that must see the committed state (cache
+# invalidation, waking the outbox relay) is registered with `after_commit` and runs only
+# after the commit, never after a rollback. `commit(session)` is for the rare mid-request
+# commit (release the connection before slow work, make a write durable before an error).
+AfterCommit = Callable[[], Awaitable[None]]
+_PENDING = "after_commit.pending"
+_DUE = "after_commit.due"
+log = logging.getLogger("services.db")
+
+
+def after_commit(session: AsyncSession, hook: AfterCommit, *, key: str | None = None) -> None:
+    """Run `hook` once the current transaction commits; `key` registers it once per
+    transaction however often it is asked for."""
+    info = session.sync_session.info
+    pending: dict[Any, AfterCommit] | None = info.get(_PENDING)
+    if pending is None:
+        pending = info[_PENDING] = {}
+        event.listen(session.sync_session, "after_commit", _committed)
+        event.listen(session.sync_session, "after_rollback", _rolled_back)
+    pending.setdefault(key if key is not None else object(), hook)
+
+
+def _committed(sync_session: Any) -> None:
+    pending = sync_session.info.get(_PENDING)
+    if pending:
+        sync_session.info.setdefault(_DUE, []).extend(pending.values())
+        pending.clear()
+
+
+def _rolled_back(sync_session: Any) -> None:
+    pending = sync_session.info.get(_PENDING)
+    if pending:
+        pending.clear()
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """The hooks of the transactions committed so far; a failing hook is logged, since the
+    write it follows is already durable."""
+    due: list[AfterCommit] = session.sync_session.info.pop(_DUE, [])
+    for hook in due:
+        try:
+            await hook()
+        except Exception:
+            log.exception("after-commit hook failed")
+
+
+async def commit(session: AsyncSession) -> None:
+    await session.commit()
+    await run_after_commit(session)
+
+
+@contextlib.asynccontextmanager
+async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that commits when the block ends and rolls back if it raises."""
     async with factory() as session:
         try:
             yield session
-            await session.commit()
         except BaseException:
             await session.rollback()
             raise
+        await commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: commit when the handler returns, roll back if it raises."""
+    async with transaction(request.app.state.session_factory) as session:
+        yield session
 
 
 # scope="function": the commit happens before the response is sent, so a client that

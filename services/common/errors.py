@@ -17,57 +17,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.context import request_id_var
 from services.common.outage import OUTAGE_ERRORS, RETRY_AFTER_SECONDS, unavailable_dependency
+from services.common.problems import (
+    INVALID_BODY,
+    PROBLEM_BASE,
+    UNAVAILABLE,
+    VALIDATION,
+    ProblemError,
+    title_for,
+)
+
+__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemError", "problem_body", "problem_response", "title_for"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://errors.shopstack.dev/"
-
-_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    409: "Conflict",
-    412: "Precondition Failed",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    428: "Precondition Required",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 log = logging.getLogger("services.errors")
-
-
-def title_for(status: int) -> str:
-    return _TITLES.get(status, "Error")
-
-
-class ProblemError(Exception):
-    """Raise anywhere to answer with a problem+json body."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str | None = None,
-        *,
-        type_: str | None = None,
-        title: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail or title_for(status))
-        self.status = status
-        self.detail = detail
-        self.type = type_
-        self.title = title or title_for(status)
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
 
 
 def problem_body(
@@ -190,7 +153,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         422,
         detail="The request is not valid.",
-        type_="validation",
+        type_=VALIDATION.slug,
         instance=request.url.path,
         extra={"errors": _validation_errors(exc)},
     )
@@ -209,7 +172,7 @@ async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         503,
         detail="The service is temporarily unavailable; try again shortly.",
-        type_="unavailable",
+        type_=UNAVAILABLE.slug,
         instance=request.url.path,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
@@ -237,4 +200,4 @@ def parse_json_body(raw: bytes | str) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ProblemError(400, "The body is not valid JSON.", type_="invalid-body") from None
+        raise INVALID_BODY("The body is not valid JSON.") from None

@@ -5,7 +5,7 @@ in the same transaction as the handler's writes, so a redelivery changes nothing
         __tablename__ = "inbox"
         __table_args__ = {"schema": "users"}
 
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         if not await first_delivery(session, Inbox, event.id):
             return
         ...  # the handler's writes, committed together with the inbox row
@@ -13,7 +13,7 @@ in the same transaction as the handler's writes, so a redelivery changes nothing
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime
@@ -21,12 +21,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.common.clock import utcnow
+
 
 class InboxBase(SQLModel):
     event_id: str = Field(primary_key=True, max_length=64)
     topic: str = Field(max_length=100)
     handled_at: datetime = Field(
-        default_factory=lambda: datetime.now(UTC),
+        default_factory=lambda: utcnow(),
         sa_type=DateTime(timezone=True),
         nullable=False,
     )
@@ -39,7 +41,7 @@ async def first_delivery(
     table: Any = model
     stmt = (
         insert(table)
-        .values(event_id=event_id, topic=topic, handled_at=datetime.now(UTC))
+        .values(event_id=event_id, topic=topic, handled_at=utcnow())
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(table.event_id)
     )

@@ -25,6 +25,12 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "sid", "role")
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
+class KeysUnavailable(Exception):
+    """The token's key is not known and the JWKS cannot be fetched now (the auth service or
+    its database is down): whether the token is valid is unknowable, so the answer is a
+    503 to retry, not a 401 that would make a client drop a good token."""
+
+
 class InvalidToken(Exception):
     """The token is not acceptable; the message is safe to show a client."""
 
@@ -73,6 +79,7 @@ class JwksCache:
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at = 0.0
         self._attempted_at = -1e9
+        self.refresh_failed = False  # the last attempt to fetch the JWKS failed
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> dict[str, Any] | None:
@@ -90,12 +97,14 @@ class JwksCache:
             try:
                 data = await self._fetch()
             except Exception as exc:
+                self.refresh_failed = True
                 log.warning(
                     "jwks refresh failed, keeping %d cached keys: %s",
                     len(self._keys),
                     type(exc).__name__,
                 )
                 return
+            self.refresh_failed = False
             keys = {k["kid"]: dict(k) for k in data.get("keys", []) if "kid" in k}
             if keys:
                 self._keys = keys
@@ -121,6 +130,8 @@ class TokenVerifier:
             raise InvalidToken("token has no key id")
         key = await self.jwks.key(kid)
         if key is None:
+            if self.jwks.refresh_failed:
+                raise KeysUnavailable(kid)
             raise InvalidToken("unknown signing key")
         try:
             claims = jwt.decode(

@@ -1,12 +1,20 @@
 """Prometheus metrics shared by every process, correct under several gunicorn workers.
 
-With PROMETHEUS_MULTIPROC_DIR set (our gunicorn config sets and empties it),
-each worker writes its samples to files there and `/metrics` aggregates them.
+With PROMETHEUS_MULTIPROC_DIR set, each process writes its samples to files there and
+`/metrics` aggregates them (gunicorn's on_starting and the worker's entrypoint empty it
+at start). Every module that defines metrics imports Counter, Gauge and Histogram from
+here, not from prometheus_client: importing this module first makes the folder.
 """
 
 from __future__ import annotations
 
 import os
+
+# Before the first metric: one without labels opens its file in the folder at once. Every
+# process makes the folder itself, so none depends on who ran before it (a fresh /tmp
+# tmpfs or emptyDir holds nothing; the migrate job has no gunicorn to make it).
+if _MULTIPROC_DIR := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_MULTIPROC_DIR, exist_ok=True)
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,

@@ -8,26 +8,20 @@ python -m services.common.migrate upgrade auth       # one service
 from __future__ import annotations
 
 import argparse
-import configparser
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+from services.registry import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_INI = ROOT / "alembic.ini"
 
 
 def environments() -> list[str]:
-    """Service names in alembic.ini order (the order migrations run in)."""
-    parser = configparser.ConfigParser()
-    parser.read(ALEMBIC_INI)
-    return [
-        s
-        for s in parser.sections()
-        if parser.has_option(s, "script_location")
-        and not s.startswith(("logger", "handler", "formatter"))
-    ]
+    """Every service's Alembic environment, in the registry's order (the order they run in)."""
+    return list(SCHEMAS)
 
 
 def config_for(name: str, database_url: str | None = None) -> Config:

@@ -27,10 +27,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, event, func, select
+from sqlalchemy import DateTime, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel
@@ -38,15 +38,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common import metrics
 from services.common.cancel import pause, raise_if_cancel_requested
+from services.common.clock import utcnow
 from services.common.context import request_id_var
+from services.common.db import after_commit, transaction
 
 log = logging.getLogger("services.outbox")
 
 OutboxKind = Literal["event", "email"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class OutboxBase(SQLModel):
@@ -73,7 +71,7 @@ class OutboxBase(SQLModel):
 # The wake-up events of the relays running in this process, with their loops.
 _relays: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 _relays_lock = threading.Lock()
-_WAKE_FLAG = "outbox_wakes_relays"
+_WAKE_KEY = "outbox.wake_relays"
 
 
 def wake_relays() -> None:
@@ -85,8 +83,7 @@ def wake_relays() -> None:
             loop.call_soon_threadsafe(wake.set)
 
 
-def _after_commit(sync_session: Any) -> None:
-    sync_session.info.pop(_WAKE_FLAG, None)
+async def _wake_relays() -> None:
     wake_relays()
 
 
@@ -107,10 +104,7 @@ def add_message(
 def wake_relays_on_commit(session: AsyncSession) -> None:
     """Wake this process's relays when `session` commits; for code that writes outbox rows
     with Core statements instead of add_message (bulk inserts)."""
-    sync_session = session.sync_session
-    if not sync_session.info.get(_WAKE_FLAG):  # one listener per transaction, not per row
-        sync_session.info[_WAKE_FLAG] = True
-        event.listen(sync_session, "after_commit", _after_commit, once=True)
+    after_commit(session, _wake_relays, key=_WAKE_KEY)  # once per transaction, not per row
 
 
 def add_event(
@@ -151,7 +145,7 @@ async def relay_batch(
 ) -> int:
     """Hand one batch of unpublished rows to `publish`; returns how many were handed over."""
     table: Any = model
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         stmt = (
             select(table)
             .where(table.published_at.is_(None))

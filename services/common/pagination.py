@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select
 from starlette.requests import Request
 
+from services.common import problems
 from services.common.errors import ProblemError
 
 T = TypeVar("T")
@@ -60,7 +61,7 @@ class CursorState:
 def _bad_cursor(
     detail: str = "The cursor is malformed or does not belong to this query.",
 ) -> ProblemError:
-    return ProblemError(400, detail, type_="invalid-cursor")
+    return problems.INVALID_CURSOR(detail)
 
 
 def _b64(data: bytes) -> str:

@@ -12,29 +12,20 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from services.common import problems
 from services.common.context import user_id_var
-from services.common.errors import ProblemError
-from services.common.jwt import InvalidToken, Principal, TokenVerifier
+from services.common.jwt import InvalidToken, KeysUnavailable, Principal, TokenVerifier
 from services.common.redis import REDIS_ERRORS
 from services.common.revocation import is_revoked
 
 log = logging.getLogger("services.security")
 
 
-def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(
-        401,
-        detail,
-        type_="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value; None for any other."""
+    if not authorization:
         return None
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
@@ -49,17 +40,19 @@ async def authenticate_token(
     try:
         principal = await verifier.verify(token)
     except InvalidToken as exc:
-        raise _unauthorized(str(exc)) from exc
+        raise problems.unauthorized(str(exc)) from exc
+    except KeysUnavailable as exc:
+        # A cold key cache (a new worker) while the JWKS cannot be fetched.
+        log.warning("signing keys unavailable for kid %s", exc)
+        raise problems.unavailable("Authentication is temporarily unavailable.", 2) from exc
     try:
         revoked = await is_revoked(redis, principal)
     except REDIS_ERRORS as exc:
         # Fail closed: a logout or a deactivation must never be skipped.
         log.error("revocation check unavailable: %s", type(exc).__name__)
-        raise ProblemError(
-            503, "Authentication is temporarily unavailable.", headers={"Retry-After": "2"}
-        ) from exc
+        raise problems.unavailable("Authentication is temporarily unavailable.", 2) from exc
     if revoked:
-        raise _unauthorized("token has been revoked")
+        raise problems.unauthorized("token has been revoked")
     user_id_var.set(principal.user_id)
     return principal
 
@@ -70,25 +63,20 @@ async def authenticate(request: Request, token: str) -> Principal:
 
 
 async def get_principal(request: Request) -> Principal:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
-        raise ProblemError(
-            401,
-            "A bearer access token is required.",
-            type_="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise problems.unauthorized("A bearer access token is required.", error=None)
     return await authenticate(request, token)
 
 
 async def get_optional_principal(request: Request) -> Principal | None:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     return None if token is None else await authenticate(request, token)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     if not principal.is_admin:
-        raise ProblemError(403, "This action needs the admin role.", type_="forbidden")
+        raise problems.FORBIDDEN("This action needs the admin role.")
     return principal
 
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Gauge
 from redis.exceptions import ResponseError
 
 from services.common.cancel import pause, raise_if_cancel_requested
 from services.common.context import request_id_var
 from services.common.events import STREAM_PREFIX, EventVerifier, stream_name
+from services.common.metrics import Counter, Gauge
 from services.common.redis import REDIS_ERRORS, blocking_reader
 
 log = logging.getLogger("services.streams")

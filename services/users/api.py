@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from services.common.cache import Cache
+from services.common.conditional import etag, if_match_versions, none_match
 from services.common.db import SessionDep
 from services.common.pagination import CursorCodec, CursorQuery, LimitQuery, link_header
 from services.common.params import NO_NUL, IsoDateTime
 from services.common.security import AdminUser, CurrentUser
+from services.common.state import provided
 from services.users import directory, service
-from services.users.etags import etag, if_match_versions, none_match
 from services.users.models import Profile
 from services.users.schemas import (
     AdminUpdate,
@@ -26,6 +27,7 @@ from services.users.schemas import (
     Status,
     UserPage,
 )
+from services.users.state import UsersState
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
@@ -34,14 +36,13 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such user
 
 
 def _cache(request: Request) -> Cache:
-    cache: Cache = request.app.state.profile_cache
-    return cache
+    return provided(request.app, UsersState).profile_cache
 
 
 def _view(data: bytes, *, public: bool, if_none_match: str | None) -> Response:
     """The full or public view with its ETag, or 304 when the client's copy is current."""
     full = json.loads(data)
-    tag = etag(int(full["version"]), public=public)
+    tag = etag(int(full["version"]), "public" if public else None)
     headers = {"ETag": tag, "Cache-Control": "private, no-cache", "Vary": "Authorization"}
     if none_match(if_none_match, tag):
         return Response(status_code=304, headers=headers)

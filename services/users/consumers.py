@@ -20,11 +20,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.common.cache import Cache
+from services.common.db import transaction
 from services.common.events import EventVerifier
 from services.common.inbox import first_delivery
+from services.common.state import provided
 from services.common.streams import Event, Handler, StreamConsumer
 from services.users.models import Inbox
 from services.users.service import apply_role, invalidate, upsert_registered
+from services.users.state import UsersState
 
 GROUP = "users"
 log = logging.getLogger("services.users.events")
@@ -47,7 +50,7 @@ def on_registered(factory: async_sessionmaker[AsyncSession], cache: Cache) -> Ha
             # A malformed event would fail forever: record it and let it be acknowledged.
             log.warning("dropping malformed user.registered", extra={"event_id": event.id})
             return
-        async with factory() as session, session.begin():
+        async with transaction(factory) as session:
             if not await first_delivery(session, Inbox, event.id, event.topic):
                 return
             await upsert_registered(session, data.user_id, data.email, data.role, data.created_at)
@@ -73,7 +76,7 @@ def on_role_changed(factory: async_sessionmaker[AsyncSession], cache: Cache) -> 
         except ValidationError:
             log.warning("dropping malformed user.role_changed", extra={"event_id": event.id})
             return
-        async with factory() as session, session.begin():
+        async with transaction(factory) as session:
             if not await first_delivery(session, Inbox, event.id, event.topic):
                 return
             changed = await apply_role(session, data.user_id, data.role)
@@ -121,7 +124,7 @@ async def consume_events(app: FastAPI) -> None:
     consumer = build_consumer(
         app.state.redis,
         app.state.session_factory,
-        app.state.profile_cache,
+        provided(app, UsersState).profile_cache,
         claim_idle_ms=settings.consumer_claim_idle_ms,
         batch=settings.consumer_batch,
         block_ms=BLOCK_MS,

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, Index, func, text
 from sqlmodel import Field, SQLModel
 
+from services.common.clock import utcnow
 from services.common.inbox import InboxBase
 from services.common.outbox import OutboxBase
 
 SCHEMA = "users"
 TZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Profile(SQLModel, table=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,7 +19,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.common import problems
 from services.common.cache import Cache
+from services.common.clock import utcnow
+from services.common.conditional import check_version
+from services.common.db import after_commit, commit
 from services.common.errors import ProblemError
 from services.common.jwt import Principal
 from services.common.outbox import add_event
@@ -29,10 +33,7 @@ from services.users.models import Outbox, Profile
 from services.users.schemas import AdminUpdate, ProfileOut
 
 Versions = Collection[int] | None  # None: no If-Match precondition
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+SELF_CHANGE_REFUSED = problems.register("self-change-refused", 409)
 
 
 def profile_key(cache: Cache, user_id: uuid.UUID | str) -> str:
@@ -45,14 +46,7 @@ def dump(profile: Profile) -> bytes:
 
 
 def not_found() -> ProblemError:
-    # One answer for "never existed" and "deleted": no enumeration of past accounts.
-    return ProblemError(404, "No such user.", type_="not-found")
-
-
-def stale() -> ProblemError:
-    return ProblemError(
-        412, "The profile changed since you read it; fetch it again.", type_="stale-version"
-    )
+    return problems.not_found("user")
 
 
 def principal_id(principal: Principal) -> uuid.UUID:
@@ -60,13 +54,21 @@ def principal_id(principal: Principal) -> uuid.UUID:
     try:
         return uuid.UUID(principal.user_id)
     except ValueError as exc:
-        raise ProblemError(
-            401, "The token's subject is not a user id.", type_="unauthorized"
-        ) from exc
+        raise problems.unauthorized("The token's subject is not a user id.") from exc
 
 
 async def invalidate(cache: Cache, user_id: uuid.UUID | str) -> None:
     await cache.delete(profile_key(cache, user_id))
+
+
+def invalidate_after_commit(session: AsyncSession, cache: Cache, user_id: uuid.UUID | str) -> None:
+    """Drop the cached profile once the change is committed: a reader in between
+    cannot cache the old state again."""
+
+    async def drop() -> None:
+        await invalidate(cache, user_id)
+
+    after_commit(session, drop, key=f"invalidate:{user_id}")
 
 
 async def ensure_profile(session: AsyncSession, principal: Principal) -> None:
@@ -166,8 +168,8 @@ async def own_profile(session: AsyncSession, cache: Cache, principal: Principal)
     data = await cached_profile(session, cache, user_id)
     if data is None:
         await ensure_profile(session, principal)
-        await session.commit()
-        await invalidate(cache, user_id)  # drop the cached "not found"
+        invalidate_after_commit(session, cache, user_id)  # drop the cached "not found"
+        await commit(session)  # the profile exists for the read below and for others
         data = await cached_profile(session, cache, user_id)
     if data is None:
         raise not_found()
@@ -200,10 +202,9 @@ async def update_own(
         if current is None or current.status == "deleted":
             raise not_found()
         if current.status != "active":
-            raise ProblemError(403, "This account is disabled.", type_="account-disabled")
-        raise stale()
-    await session.commit()
-    await invalidate(cache, user_id)
+            raise problems.ACCOUNT_DISABLED("This account is disabled.")
+        raise problems.stale("profile")
+    invalidate_after_commit(session, cache, user_id)
     profile: Profile = row
     return profile
 
@@ -213,9 +214,7 @@ async def _revoke(redis: aioredis.Redis, user_id: str) -> None:
     try:
         await revoke_user_tokens(redis, user_id, at=time.time())
     except REDIS_ERRORS as exc:
-        raise ProblemError(
-            503, "The change cannot be applied right now; try again.", headers={"Retry-After": "2"}
-        ) from exc
+        raise problems.unavailable("The change cannot be applied right now; try again.", 2) from exc
 
 
 async def delete_own(
@@ -245,8 +244,7 @@ async def delete_own(
     add_event(session, Outbox, "user.deleted", {"user_id": str(user_id)})
     # Revoked before the commit: if Redis is down the deletion is refused, never half done.
     await _revoke(redis, str(user_id))
-    await session.commit()
-    await invalidate(cache, user_id)
+    invalidate_after_commit(session, cache, user_id)
 
 
 async def admin_update(
@@ -262,15 +260,12 @@ async def admin_update(
     if target_id == principal_id(admin) and (
         (body.role is not None and body.role != "admin") or body.status == "disabled"
     ):
-        raise ProblemError(
-            409, "Admins cannot demote or disable themselves.", type_="self-change-refused"
-        )
+        raise SELF_CHANGE_REFUSED("Admins cannot demote or disable themselves.")
     stmt = select(Profile).where(Profile.id == target_id).with_for_update()
     profile = (await session.exec(stmt)).first()
     if profile is None or profile.status == "deleted":
         raise not_found()
-    if versions is not None and profile.version not in versions:
-        raise stale()
+    check_version(versions, profile.version, what="profile")
     events: list[tuple[str, dict[str, Any]]] = []
     if body.role is not None and body.role != profile.role:
         profile.role = body.role
@@ -289,6 +284,5 @@ async def admin_update(
     if any(topic != "user.reactivated" for topic, _ in events):
         # Tokens carry the role and the account's standing: the old ones must die now.
         await _revoke(redis, str(target_id))
-    await session.commit()
-    await invalidate(cache, target_id)
+    invalidate_after_commit(session, cache, target_id)
     return profile

@@ -28,6 +28,10 @@ def main() -> None:
     app = create_app(settings)
     uvicorn.run(
         app,
+        # One process, always: uvicorn reads WEB_CONCURRENCY (set for the gunicorn services
+        # in compose and Kubernetes) as its worker count when `workers` is not given, and
+        # refuses an app object with workers > 1. The worker scales by replicas.
+        workers=1,
         host=settings.worker_host,
         port=settings.worker_port,
         log_config=None,  # keep our JSON logging

@@ -59,8 +59,6 @@ async def run_email_worker(app: FastAPI) -> None:
     settings: WorkerSettings = app.state.settings
     queue = create_queue(settings)
     worker = build_worker(queue, EmailJobs(settings, app.state.session_factory), settings)
-    app.state.email_queue = queue
-    app.state.email_worker = worker
     try:
         await queue.connect()
         await worker.start()

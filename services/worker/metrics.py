@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
-
+from services.common.metrics import Counter, Gauge
 from services.worker.rendering import TEMPLATES
 
 EMAILS_QUEUED = Counter(

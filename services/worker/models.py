@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from services.common.clock import utcnow
+
 SCHEMA = "worker"
 TZ = DateTime(timezone=True)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class EmailDelivery(SQLModel, table=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text, update
@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.common.clock import utcnow
+from services.common.db import transaction
 from services.worker.models import DeadEmail, EmailDelivery
 
 Factory = async_sessionmaker[AsyncSession]
@@ -60,12 +62,12 @@ async def record_delivery(
             template=template,
             message_id=message_id,
             attempts=attempts,
-            sent_at=datetime.now(UTC),
+            sent_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["outbox_id"])
         .returning(_delivery.outbox_id)
     )
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         return (await session.exec(stmt)).first() is not None
 
 
@@ -80,7 +82,7 @@ async def record_dead(
 ) -> None:
     """Keep the message for inspection and replay; a replayed message that dies again is
     updated in place (one row per outbox id)."""
-    now = datetime.now(UTC)
+    now = utcnow()
     stmt = insert(_dead).values(
         id=uuid.uuid4(),
         outbox_id=outbox_id,
@@ -101,7 +103,7 @@ async def record_dead(
             "replayed_at": None,
         },
     )
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         await session.exec(stmt)
 
 
@@ -120,10 +122,10 @@ async def list_dead(
 
 async def mark_replayed(factory: Factory, rows: list[tuple[str, datetime]]) -> None:
     """Mark (outbox id, died_at) pairs replayed; a row that died again since is left alone."""
-    async with factory() as session, session.begin():
+    async with transaction(factory) as session:
         for outbox_id, died_at in rows:
             await session.exec(
                 update(_dead)
                 .where(_dead.outbox_id == outbox_id, _dead.died_at == died_at)
-                .values(replayed_at=datetime.now(UTC))
+                .values(replayed_at=utcnow())
             )

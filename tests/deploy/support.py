@@ -18,12 +18,14 @@ from pathlib import Path
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from services import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CODE_DIRS = (ROOT / "services", ROOT / "gateway")
 
 # Kinds of process and their ports (docs/conventions.md, "Ports").
-PORTS = {"gateway": 8000, "auth": 8001, "users": 8002, "catalog": 8003, "worker": 8004}
+PORTS = {"gateway": registry.GATEWAY_PORT, **{s.name: s.port for s in registry.SERVICES}}
 APPS = tuple(PORTS)
 
 _METRIC_DEF = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*[\"']([a-zA-Z_:][\w:]*)[\"']")

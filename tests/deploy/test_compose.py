@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from services import registry
 from tests.deploy.support import APPS, PORTS, ROOT, env_names_read
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -48,7 +49,7 @@ def test_migration_is_a_one_shot_job_the_services_wait_for() -> None:
     migrate = SERVICES["migrate"]
     assert migrate["command"] == ["migrate"] and migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("auth", "users", "catalog", "worker"):
+    for name in registry.names():
         deps = SERVICES[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         for infra in INFRA:
@@ -58,7 +59,7 @@ def test_migration_is_a_one_shot_job_the_services_wait_for() -> None:
 
 def test_gateway_waits_for_healthy_upstreams() -> None:
     deps = SERVICES["gateway"]["depends_on"]
-    for upstream in ("auth", "users", "catalog", "redis"):
+    for upstream in (*registry.names(api_only=True), "redis"):
         assert deps[upstream]["condition"] == "service_healthy"
     assert SERVICES["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 
@@ -96,7 +97,7 @@ def test_app_env_var_names_are_read_by_the_code(name: str) -> None:
 
 
 def test_each_service_connects_with_its_own_database_role() -> None:
-    for name in ("auth", "users", "catalog", "worker"):
+    for name in registry.names():
         url = SERVICES[name]["environment"]["DATABASE_URL"]
         assert url.startswith(f"postgresql://shopstack_{name}:")
     assert "shopstack_migrator" in SERVICES["migrate"]["environment"]["DATABASE_URL"]

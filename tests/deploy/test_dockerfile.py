@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+from services import registry
 from tests.deploy.support import DEPLOY, ROOT
 
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
@@ -72,6 +73,6 @@ def test_entrypoint_is_valid_and_refuses_unknown_processes() -> None:
     result = subprocess.run(["sh", str(script), "nope"], capture_output=True, text=True, timeout=10)
     assert result.returncode == 64 and "usage" in result.stderr
     text = script.read_text()
-    for name in ("auth", "users", "catalog", "gateway", "worker", "migrate"):
+    for name in (*registry.names(), "gateway", "migrate"):
         assert re.search(rf"^\s*{name}\)", text, re.M), name
     assert "services.common.migrate upgrade" in text

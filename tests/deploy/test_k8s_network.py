@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services import registry
 from tests.deploy.support import PORTS, kustomize
 
 OVERLAYS = ("dev", "prod")
@@ -121,10 +122,10 @@ def test_network_policies_allow_exactly_the_paths_the_stack_uses(
     # Clients: through the ingress controller to the gateway's API port, nothing else.
     assert can(INGRESS, "gateway")
     assert not can(INGRESS, "gateway", 9000)
-    for name in ("auth", "users", "catalog", "worker", "postgres", "redis"):
+    for name in (*registry.names(), "postgres", "redis"):
         assert not can(INGRESS, name), name
     # Only the gateway reaches the services (auth: users and catalog read its JWKS).
-    for name in ("auth", "users", "catalog"):
+    for name in registry.names(api_only=True):
         assert can("gateway", name)
         assert not can(attacker, name) and not can(OTHER_NAMESPACE, name)
         assert not can("worker", name)
@@ -132,7 +133,7 @@ def test_network_policies_allow_exactly_the_paths_the_stack_uses(
     assert not can("users", "catalog") and not can("catalog", "users")
     assert not can(attacker, "gateway") and not can(OTHER_NAMESPACE, "gateway")
     # The datastores: services, worker, migrations; the gateway to Redis only.
-    for name in ("auth", "users", "catalog", "worker"):
+    for name in registry.names():
         assert can(name, "postgres") and can(name, "redis")
     assert can("migrate", "postgres")
     assert can("gateway", "redis") and not can("gateway", "postgres")
@@ -141,7 +142,7 @@ def test_network_policies_allow_exactly_the_paths_the_stack_uses(
         assert not can(INGRESS, store) and not can(PROMETHEUS, store)
     # Prometheus: every process's metrics port (the gateway's operator port).
     assert can(PROMETHEUS, "gateway", 9000) and not can(PROMETHEUS, "gateway", 8000)
-    for name in ("auth", "users", "catalog", "worker"):
+    for name in registry.names():
         assert can(PROMETHEUS, name)
     # Default deny: every pod of ours is isolated (a new Deployment is too).
     assert not can(attacker, "migrate", 8080)

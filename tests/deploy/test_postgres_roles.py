@@ -11,12 +11,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from services import registry
 from services.common.migrate import upgrade_all
 from tests.deploy.support import DEPLOY
 from tests.support.infra import Infra, _dsn, recreate_database, with_database
 
 SCRIPT = DEPLOY / "postgres" / "init" / "10-roles-and-schemas.sh"
-SCHEMAS = ("auth", "users", "catalog", "worker")
+SCHEMAS = registry.SCHEMAS
 
 
 async def test_roles_schemas_and_least_privilege(infra: Infra) -> None:

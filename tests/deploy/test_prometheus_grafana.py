@@ -84,9 +84,12 @@ def test_scrape_config_covers_every_process_with_a_service_label() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     for app in APPS:
-        # The gateway's /metrics is on its operator port only (never published).
+        # Every replica of a scaled service is a target (tests/deploy/test_compose_up.py);
+        # the gateway's /metrics is on its operator port only (never published).
         port = 9000 if app == "gateway" else PORTS[app]
-        assert jobs[app]["static_configs"][0]["targets"] == [f"{app}:{port}"]
+        assert jobs[app]["dns_sd_configs"] == [
+            {"names": [app], "type": "A", "port": port, "refresh_interval": "5s"}
+        ]
         relabel = jobs[app]["relabel_configs"][0]
         assert relabel == {"source_labels": ["job"], "target_label": "service"}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import ROOT, common_env
 from tests.support.stack import Stack
+from tools.devstack.stack import ROOT, common_env
 
 CLIENTS = ROOT / "clients"
 MAKE_TIMEOUT = 240  # npm ci (from its cache when warm), a venv for the Python generator

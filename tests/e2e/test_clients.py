@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.smtp_sink import body_text
 from tests.e2e.clients_support import create_admin, generated_clients
 from tests.e2e.conftest import Stack
+from tools.devstack.smtp_sink import body_text
 
 __all__ = ["generated_clients"]
 pytestmark = pytest.mark.e2e

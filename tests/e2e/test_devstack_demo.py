@@ -18,11 +18,11 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.settings import DEV_CORS_ORIGINS, GatewaySettings
-from services.devstack import demo
-from services.devstack.embedded import EmbeddedRedis, free_port
-from services.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig
 from tests.support.infra import Infra
 from tests.support.stack import fresh_database
+from tools.devstack import demo
+from tools.devstack.embedded import EmbeddedRedis, free_port
+from tools.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.embedded import free_port
-from services.devstack.processes import ProcessFailed, ProcessSpec, Supervisor, pid_alive
-from services.devstack.smtp_sink import SmtpSink, body_text, read_maildir, wait_for_mail
+from tools.devstack.embedded import free_port
+from tools.devstack.processes import ProcessFailed, ProcessSpec, Supervisor, pid_alive
+from tools.devstack.smtp_sink import SmtpSink, body_text, read_maildir, wait_for_mail
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import ROOT
 from tests.e2e.clients_support import generated_clients
 from tests.e2e.conftest import Stack
+from tools.devstack.stack import ROOT
 
 __all__ = ["generated_clients"]
 pytestmark = pytest.mark.e2e

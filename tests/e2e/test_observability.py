@@ -35,17 +35,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from services import registry
 from services.common.settings import CommonSettings
-from services.devstack.embedded import free_port
-from services.devstack.processes import Supervisor
-from services.devstack.smtp_sink import body_text
-from services.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig, build_specs
 from tests.e2e.conftest import Stack
 from tests.support.stack import TEST_ENV
+from tools.devstack.embedded import free_port
+from tools.devstack.processes import Supervisor
+from tools.devstack.smtp_sink import body_text
+from tools.devstack.stack import DEFAULT_PORTS, ROOT, StackConfig, build_specs
 
 pytestmark = pytest.mark.e2e
 
-PROCESSES = ("gateway", "auth", "users", "catalog", "worker")
+PROCESSES = ("gateway", *registry.names())
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
@@ -425,7 +426,7 @@ def test_business_metrics_moved_by_label(
     assert delta("emails_sent_total", template="verify_email") >= 1
     assert delta("gateway_upstream_responses_total", upstream="catalog", status_class="2xx") >= 5
     # Gauges of the platform: present in the processes that own them.
-    for service in ("auth", "users", "catalog"):
+    for service in registry.names(api_only=True):
         assert after[service].get("db_pool_connections_in_use"), service
         assert after[service].get("outbox_backlog_messages"), service
     assert after["worker"].get("email_queue_depth")

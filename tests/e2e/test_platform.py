@@ -19,10 +19,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.devstack.embedded import free_port
-from services.devstack.processes import ProcessSpec, Supervisor, pid_alive
-from services.devstack.stack import DEFAULT_PORTS, GUNICORN_CONF, ROOT, StackConfig, available
 from tests.support.infra import Infra
+from tools.devstack.embedded import free_port
+from tools.devstack.processes import ProcessSpec, Supervisor, pid_alive
+from tools.devstack.stack import DEFAULT_PORTS, GUNICORN_CONF, ROOT, StackConfig, available
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +182,7 @@ def test_devstack_starts_with_embedded_servers_and_stops_on_ctrl_c(tmp_path: Pat
     argv = [
         sys.executable,
         "-m",
-        "services.devstack",
+        "tools.devstack",
         "--data-dir",
         str(tmp_path),
         "--workers",

@@ -28,11 +28,11 @@ from services.auth.models import Account, Outbox
 from services.auth.passwords import PasswordHasher
 from services.common.db import asyncpg_url, session_factory
 from services.common.outbox import add_event
-from services.devstack.embedded import free_port
-from services.devstack.processes import Supervisor
-from services.devstack.stack import process_spec
 from tests.e2e.conftest import Stack
 from tests.security.support import BODIES, IF_MATCH, USER_OPERATIONS, fill
+from tools.devstack.embedded import free_port
+from tools.devstack.processes import Supervisor
+from tools.devstack.stack import process_spec
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from services.devstack.smtp_sink import body_text
 from tests.e2e.conftest import Stack
+from tools.devstack.smtp_sink import body_text
 
 pytestmark = pytest.mark.e2e
 

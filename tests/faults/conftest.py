@@ -16,12 +16,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.devstack.database import ensure_database, migrate
-from services.devstack.embedded import free_port
 from tests.faults.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SlowSink, wait_ready
 from tests.faults.postgres import PrivatePostgres
 from tests.support.infra import Infra
 from tests.support.stack import Stack, running_stack
+from tools.devstack.database import ensure_database, migrate
+from tools.devstack.embedded import free_port
 
 FAULTS_ENV = {
     # Heal fast: the gateway polls health every second and probes an open circuit

@@ -15,8 +15,8 @@ import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from services.devstack.smtp_sink import MaildirHandler, SmtpSink
 from tests.support.stack import Stack
+from tools.devstack.smtp_sink import MaildirHandler, SmtpSink
 
 PASSWORD = "faults-Correct-horse-battery-3"
 ADMIN_EMAIL = "faults-admin@example.com"

@@ -1,7 +1,7 @@
 """A private PostgreSQL server the fault tests may stop, crash and start again.
 
 The machine's PostgreSQL is shared with every other test, so the faults stack gets one of
-its own: the binaries of the embedded PostgreSQL wheel (services/devstack/embedded.py), on a
+its own: the binaries of the embedded PostgreSQL wheel (tools/devstack/embedded.py), on a
 loopback TCP port (a stopped server is a refused connection at once, like a real outage).
 As root, initdb and postgres refuse to run, so they run as the user the wheel runs them as.
 """
@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from services.devstack.embedded import free_port, postgres_bin, postgres_run_as, wait_for_port
+from tools.devstack.embedded import free_port, postgres_bin, postgres_run_as, wait_for_port
 
 _bin = postgres_bin
 

@@ -14,9 +14,9 @@ import signal
 import time
 from collections import Counter
 
-from services.devstack.smtp_sink import read_maildir, recipients
 from tests.faults.helpers import SlowSink, client, eventually, register
 from tests.support.stack import Stack
+from tools.devstack.smtp_sink import read_maildir, recipients
 
 EMAILS = 6
 

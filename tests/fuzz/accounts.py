@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.auth.admin import create_admin
 from services.auth.passwords import PasswordHasher
 from services.common.db import asyncpg_url, session_factory
-from services.devstack.smtp_sink import body_text
 from tests.support.stack import Stack
+from tools.devstack.smtp_sink import body_text
 
 PASSWORD = "Fuzz-Correct-horse-battery-9"
 TIMEOUT = 15.0

@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 
 from gateway.edge_auth import is_public
+from services import registry
 from services.catalog.app import create_app as catalog_app
 from services.catalog.settings import CatalogSettings
 from services.users.app import create_app as users_app
@@ -26,13 +27,9 @@ from tests.support.asgi import running
 from tests.support.tokens import jwks_fetcher
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "users", "catalog")
-# Prefixes the gateway routes to each service (gateway/settings.py defaults).
-PREFIXES = {
-    "auth": ("/api/v1/auth", "/.well-known"),
-    "users": ("/api/v1/users",),
-    "catalog": ("/api/v1/catalog",),
-}
+SERVICES = registry.names(api_only=True)
+# Prefixes the gateway routes to each service.
+PREFIXES = {s.name: s.prefixes for s in registry.API_SERVICES}
 
 # What a signed-in user who is not an admin may call (beyond the public routes).
 # Every other protected operation must answer 403 to them: a new route is an admin

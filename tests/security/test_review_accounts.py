@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 from sqlmodel import select
 
+from services.auth.context import AuthContext
 from services.auth.keys import KEY_ENCRYPTION_PURPOSE, ensure_key
 from services.auth.models import Session
 from services.auth.settings import AuthSettings
 from services.common.redis import create_redis
 from services.common.sealing import derive_key
 from services.common.settings import DEV_SECRET
+from services.common.state import provided
 from services.users.app import create_app as users_app
 from services.users.settings import UsersSettings
 from tests.integration.auth.support import (
@@ -80,7 +82,7 @@ async def test_refresh_reuse_revokes_the_family_even_when_redis_is_down() -> Non
         stolen = tokens["refresh_token"]
         rotated = await client.post(f"{AUTH}/refresh", json={"refresh_token": stolen})
         assert rotated.status_code == 200
-        ctx = app.state.auth
+        ctx = provided(app, AuthContext)
         healthy, ctx.redis = ctx.redis, create_redis(f"redis://127.0.0.1:{closed_port()}/0", 0.5)
         try:
             replay = await client.post(f"{AUTH}/refresh", json={"refresh_token": stolen})
@@ -298,7 +300,7 @@ async def test_signing_keys_use_hkdf_and_legacy_keys_are_reencrypted() -> None:
     from services.auth.tokens import public_jwk
 
     async with auth_client() as (app, client):
-        settings = app.state.auth.settings
+        settings = provided(app, AuthContext).settings
         secret = settings.key_encryption_secret
         legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
         # A key written the old way (one SHA-256 of the secret), newest and live.
@@ -325,7 +327,7 @@ async def test_signing_keys_use_hkdf_and_legacy_keys_are_reencrypted() -> None:
             )
         try:
             # It still signs (the old encryption still decrypts)...
-            app.state.auth.keys.invalidate()
+            provided(app, AuthContext).keys.invalidate()
             _, tokens = await verified_user(app, client)
             assert jwt.get_unverified_header(tokens["access_token"])["kid"] == kid
             # ...and the next start-up re-encrypts it with the HKDF-derived key.
@@ -345,7 +347,7 @@ async def test_signing_keys_use_hkdf_and_legacy_keys_are_reencrypted() -> None:
                 if row is not None:
                     row.retired_at = datetime.now(UTC) - timedelta(days=1)
                     session.add(row)
-            app.state.auth.keys.invalidate()
+            provided(app, AuthContext).keys.invalidate()
 
 
 # ---- lockout: an attacker who knows the email cannot keep the owner out -----------------

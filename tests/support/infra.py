@@ -1,5 +1,5 @@
 """Where the tests' PostgreSQL and Redis are: TEST_DATABASE_URL / TEST_REDIS_URL when set,
-embedded servers (PostgreSQL 16, Valkey: services/devstack/embedded.py) otherwise. One
+embedded servers (PostgreSQL 16, Valkey: tools/devstack/embedded.py) otherwise. One
 database and one Redis db index per xdist worker, so parallel workers never see each
 other's rows or keys."""
 
@@ -67,13 +67,13 @@ def start_infra(worker_id: str, data_root: Path) -> tuple[str, str, list[object]
     db_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not db_url:
-        from services.devstack.embedded import EmbeddedPostgres
+        from tools.devstack.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(data_root / "pg")
         started.append(pg)
         db_url = pg.url()
     if not redis_url:
-        from services.devstack.embedded import EmbeddedRedis
+        from tools.devstack.embedded import EmbeddedRedis
 
         rd = EmbeddedRedis(data_root / f"redis-{worker_id}")
         started.append(rd)

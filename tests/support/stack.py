@@ -21,12 +21,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from services.devstack.database import migrate
-from services.devstack.embedded import EmbeddedRedis, free_port
-from services.devstack.processes import Supervisor
-from services.devstack.smtp_sink import SmtpSink, wait_for_mail
-from services.devstack.stack import DEFAULT_PORTS, StackConfig, build_specs
 from tests.support.infra import Infra, recreate_database, with_database
+from tools.devstack.database import migrate
+from tools.devstack.embedded import EmbeddedRedis, free_port
+from tools.devstack.processes import Supervisor
+from tools.devstack.smtp_sink import SmtpSink, wait_for_mail
+from tools.devstack.stack import DEFAULT_PORTS, StackConfig, build_specs
 
 # Workers per process: one each keeps the boot fast; two for the gateway, the hop
 # every request takes.

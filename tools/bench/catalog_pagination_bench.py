@@ -4,7 +4,7 @@
         [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--keep]
 
 Creates (or reuses with --reuse) the scratch database `catalog_bench`, migrates it,
-seeds it with services.catalog.seed, then times page 1 and page N (20 rows a page) of
+seeds it with tools.devstack.seed, then times page 1 and page N (20 rows a page) of
 two public sorts, once with the service's keyset condition and once with OFFSET at the
 same depth, and prints a table (median of several runs, milliseconds).
 """
@@ -24,9 +24,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.catalog import seed
 from services.common.migrate import upgrade_all
 from tests.support.infra import _dsn, recreate_database, with_database
+from tools.devstack import seed
 
 DB_NAME = "catalog_bench"
 PAGE = 20

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import asyncpg
 
-from services.catalog import seed as catalog_seed
 from services.common.migrate import ROOT, environments, upgrade_all
-from services.devstack.embedded import free_port
 from tests.support.infra import _dsn, recreate_database, with_database
 from tools.bench import nginx
+from tools.devstack import seed as catalog_seed
+from tools.devstack.embedded import free_port
 
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 BENCH_SECRET = "bench-cursor-secret-not-for-production"

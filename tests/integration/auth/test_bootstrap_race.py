@@ -12,7 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.auth.admin as admin_module
 from services.auth.app import _bootstrap_admin
+from services.auth.context import AuthContext
 from services.auth.models import Account
+from services.common.state import provided
 from tests.integration.auth.support import PASSWORD, auth_client, login, new_email, settings
 
 pytestmark = pytest.mark.usefixtures("infra")
@@ -41,7 +43,7 @@ async def test_concurrent_bootstraps_create_one_admin_and_both_continue(
 
     async with auth_client(environment="development") as (app, client):
         monkeypatch.setattr(admin_module, "account_by_email", lookup_then_wait)
-        hasher = app.state.auth.hasher
+        hasher = provided(app, AuthContext).hasher
         results = await asyncio.gather(
             _bootstrap_admin(app, config, hasher),
             _bootstrap_admin(app, config, hasher),

@@ -27,6 +27,7 @@ from tests.integration.auth.support import (
     register,
     verified_user,
 )
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.usefixtures("infra")
 ME = "/api/v1/auth/sessions"
@@ -125,18 +126,17 @@ async def test_background_relay_publishes_user_registered() -> None:
     async with auth_client(background_tasks=True) as (app, client):
         email = new_email()
         await register(client, email)
-        found: list[dict[str, Any]] = []
-        for _ in range(50):
+
+        async def published() -> list[dict[str, Any]]:
             entries = await app.state.redis.xrevrange(stream_name("user.registered"), count=20)
-            found = [
+            return [
                 json.loads(fields[b"data"])
                 for _, fields in entries
                 if json.loads(fields[b"data"]).get("email") == email
             ]
-            if found:
-                break
-            await asyncio.sleep(0.1)
-        assert found and found[0]["role"] == "user"
+
+        found = await eventually(published, what="user.registered on the stream")
+        assert found[0]["role"] == "user"
         names = {t.get_name() for t in app.state.background_tasks}
         assert names == {"auth_outbox_relay", "consume_events"}
         assert not any(t.done() for t in app.state.background_tasks)

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from services.auth.context import AuthContext
 from services.auth.passwords import HasherBusy, PasswordHasher
+from services.common.state import provided
 from tests.integration.auth.support import PASSWORD, auth_client, is_problem, verified_user
 
 CHEAP = {"memory_kib": 1024, "time_cost": 1, "parallelism": 1}
@@ -128,7 +130,7 @@ async def test_a_login_storm_past_the_queue_gets_503s_and_no_500() -> None:
         client,
     ):
         email, _ = await verified_user(app, client)
-        spy = spied(app.state.auth.hasher, delay=0.2)  # logins verify: slow that too
+        spy = spied(provided(app, AuthContext).hasher, delay=0.2)  # logins verify: slow that too
         responses = await asyncio.gather(
             *(
                 client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})

@@ -13,10 +13,12 @@ import pytest
 from jose import jwk, jwt
 from sqlmodel import col, select
 
+from services.auth.context import AuthContext
 from services.auth.keys import ensure_key, rotate_key
 from services.auth.models import SigningKey
 from services.auth.settings import AuthSettings
 from services.common.settings import DEV_SECRET
+from services.common.state import provided
 from tests.integration.auth.support import (
     auth_client,
     bearer,
@@ -58,7 +60,7 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() -> N
         email, old = await verified_user(app, client)
         old_kid = jwt.get_unverified_header(old["access_token"])["kid"]
         new_kid = await rotate_key(app.state.session_factory, app.state.settings)
-        app.state.auth.keys.invalidate()  # as when this worker's key cache expires
+        provided(app, AuthContext).keys.invalidate()  # as when this worker's key cache expires
         fresh = await login(client, email)
         assert jwt.get_unverified_header(fresh["access_token"])["kid"] == new_kid != old_kid
         kids = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
@@ -77,7 +79,7 @@ async def test_retired_keys_leave_the_jwks_after_the_grace() -> None:
                     select(SigningKey).where(col(SigningKey.retired_at).is_not(None))
                 )
             )
-            long_ago = retired[0].retired_at - app.state.auth.keys.publish_grace * 2  # type: ignore[operator]
+            long_ago = retired[0].retired_at - provided(app, AuthContext).keys.publish_grace * 2  # type: ignore[operator]
             for row in retired:
                 row.retired_at = long_ago
                 session.add(row)
@@ -139,7 +141,7 @@ async def test_jwt_attacks_are_all_401() -> None:
             if k["kid"] == header["kid"]
         )
         public_pem = jwk.construct(public, "RS256").to_pem()
-        key = await app.state.auth.keys.signing_key()
+        key = await provided(app, AuthContext).keys.signing_key()
 
         def signed(**changes: object) -> str:
             return jwt.encode(

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from jose import jwt
 
+from services.auth.context import AuthContext
 from services.auth.manage import main
+from services.common.state import provided
 from tests.integration.auth.support import (
     PASSWORD,
     auth_client,
@@ -99,7 +101,7 @@ async def test_create_admin_promote_and_rotate_key(monkeypatch: pytest.MonkeyPat
         kid = rotated.stdout.strip().rsplit(" ", 1)[-1]
         jwks = (await client.get("/.well-known/jwks.json")).json()
         assert kid in {k["kid"] for k in jwks["keys"]}
-        app.state.auth.keys.invalidate()
+        provided(app, AuthContext).keys.invalidate()
         fresh = await login(client, email)
         assert jwt.get_unverified_header(fresh["access_token"])["kid"] == kid
 

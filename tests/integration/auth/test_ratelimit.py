@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 from prometheus_client import REGISTRY
 
+from services.auth.context import AuthContext
 from services.auth.ratelimit import Lockout, RateLimiter
 from services.common.redis import create_redis
+from services.common.state import provide, provided
 from tests.integration.auth.support import (
     PASSWORD,
     auth_client,
@@ -122,7 +124,7 @@ async def test_lockout_clears_after_success_and_backoff_is_capped() -> None:
             await client.post("/api/v1/auth/login", json={"email": email, "password": "bad pass 2"})
         ).status_code == 401
         await login(client, email)
-        lockout = app.state.auth.lockout
+        lockout = provided(app, AuthContext).lockout
         assert [lockout.backoff(n) for n in range(1, 6)] == [0, 1, 2, 4, 8]
     capped = Lockout(app.state.redis, threshold=5, base_seconds=30, max_seconds=900)
     assert capped.backoff(5) == 30 and capped.backoff(9) == 480
@@ -133,15 +135,15 @@ async def test_redis_outage_fails_closed_with_503() -> None:
     async with auth_client() as (app, client):
         email = new_email()
         await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-        real = app.state.auth
+        real = provided(app, AuthContext)
         dead = create_redis("redis://127.0.0.1:1/0", 0.2)  # nothing listens on port 1
-        app.state.auth = dataclasses.replace(real, limiter=RateLimiter(dead))
+        provide(app, dataclasses.replace(real, limiter=RateLimiter(dead)))
         try:
             response = await client.post(
                 "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
             )
         finally:
-            app.state.auth = real
+            provide(app, real)
             await dead.aclose()
         assert is_problem(response, 503)
         assert response.headers["retry-after"] == "2"

@@ -11,7 +11,9 @@ import httpx
 from fastapi import FastAPI
 
 from services.catalog.app import create_app
+from services.catalog.deps import CatalogResources
 from services.catalog.settings import CatalogSettings
+from services.common.state import provided
 from tests.support.asgi import running
 from tests.support.tokens import bearer, jwks_fetcher, mint
 
@@ -27,6 +29,11 @@ async def catalog_client(**overrides: Any) -> AsyncIterator[tuple[FastAPI, httpx
     app = create_app(settings(**overrides), jwks_fetcher=jwks_fetcher)
     async with running(app) as client:
         yield app, client
+
+
+def resources(app: FastAPI) -> CatalogResources:
+    """What the running catalog keeps per process (caches, codecs, row readers)."""
+    return provided(app, CatalogResources)
 
 
 def admin_headers(user_id: str | None = None) -> dict[str, str]:

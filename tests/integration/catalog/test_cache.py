@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from services.catalog import api as catalog_api
-from services.catalog.models import Product
+from services.catalog.models import PRODUCTS as P
+from services.catalog.products.reads import ProductReads
 from tests.integration.catalog.support import (
     API,
     admin_headers,
@@ -20,11 +20,11 @@ from tests.integration.catalog.support import (
     create_category,
     create_product,
     product_body,
+    resources,
 )
 from tests.support.infra import Infra
 
 pytestmark = pytest.mark.usefixtures("infra")
-P: Any = Product.__table__  # type: ignore[attr-defined]
 
 
 async def sneak_rename(app, product_id: str, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +40,8 @@ async def test_product_read_is_served_from_redis_bytes() -> None:
         product = await create_product(client)
         url = f"{API}/products/{product['id']}"
         first = await client.get(url)
-        cached = await app.state.redis.get(f"cache:products:public:{product['id']}")
+        reads = resources(app).reads
+        cached = await app.state.redis.get(reads.product_key(product["id"], admin=False))
         assert cached is not None and cached.endswith(first.content)
         await sneak_rename(app, product["id"], "Sneaky")
         assert (await client.get(url)).json()["name"] == product["name"]  # a hit
@@ -139,15 +140,15 @@ async def test_list_etag_and_304() -> None:
 
 async def test_concurrent_misses_load_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    original = catalog_api._load_product
+    original = ProductReads.load_product
 
-    async def counting(*args: Any) -> bytes | None:
+    async def counting(*args: Any, **kwargs: Any) -> bytes | None:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.05)  # a slow query: the herd arrives meanwhile
-        return await original(*args)
+        return await original(*args, **kwargs)
 
-    monkeypatch.setattr(catalog_api, "_load_product", counting)
+    monkeypatch.setattr(ProductReads, "load_product", counting)
     async with catalog_client() as (_, client):
         product = await create_product(client)
         url = f"{API}/products/{product['id']}"

@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import text
 
-from services.catalog import seed
 from tests.integration.catalog.support import API, catalog_client, create_product
 from tests.support.infra import Infra
+from tools.devstack import seed
 
 pytestmark = pytest.mark.usefixtures("infra")
 

@@ -138,7 +138,7 @@ async def test_stock_errors() -> None:
 async def test_expired_keys_are_reusable_and_purged() -> None:
     from sqlalchemy import update
 
-    from services.catalog.janitor import purge_once
+    from services.catalog.idempotency import purge_once
 
     table = IdempotencyKey.__table__  # type: ignore[attr-defined]
     async with catalog_client(idempotency_ttl_hours=1) as (app, client):

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from services.common.app import ServiceSpec, create_app
-from services.common.db import SessionDep
+from services.common.db import SessionDep, after_commit, commit, transaction
 from services.common.settings import CommonSettings
 from tests.integration.common.kit_models import KitItem
 from tests.support.asgi import running
@@ -58,3 +58,54 @@ async def test_readyz_is_503_when_redis_is_down(infra: Infra) -> None:
     assert alive.status_code == 200
     assert ready.status_code == 503
     assert ready.json()["checks"] == {"database": "ok", "redis": "down"}
+
+
+async def test_after_commit_hooks_run_after_the_commit_and_never_after_a_rollback(
+    kit_factory,
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def hook(label: str):
+        async def run() -> None:
+            # The hook sees the committed state from another session.
+            seen.append((label, await count(kit_factory, label)))
+
+        return run
+
+    async with transaction(kit_factory) as session:
+        session.add(KitItem(name="committed", price=Decimal("1.00")))
+        after_commit(session, hook("committed"), key="once")
+        after_commit(session, hook("committed"), key="once")  # the same key: one run
+        assert seen == []
+    assert seen == [("committed", 1)]
+
+    try:
+        async with transaction(kit_factory) as session:
+            session.add(KitItem(name="rolled-back", price=Decimal("1.00")))
+            after_commit(session, hook("rolled-back"))
+            await session.flush()
+            raise RuntimeError("the block failed")
+    except RuntimeError:
+        pass
+    assert seen == [("committed", 1)]
+    assert await count(kit_factory, "rolled-back") == 0
+
+
+async def test_a_mid_request_commit_runs_its_hooks_and_a_failing_hook_keeps_the_write(
+    kit_factory,
+) -> None:
+    seen: list[str] = []
+
+    async def broken() -> None:
+        raise RuntimeError("cache down")
+
+    async def noted() -> None:
+        seen.append("ran")
+
+    async with transaction(kit_factory) as session:
+        session.add(KitItem(name="mid", price=Decimal("1.00")))
+        after_commit(session, broken)
+        after_commit(session, noted)
+        await commit(session)
+        assert seen == ["ran"]  # before the block ends: the commit ran them
+    assert seen == ["ran"] and await count(kit_factory, "mid") == 1

@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy import func, insert, select
 
+from services.common.db import transaction
 from services.common.outbox import (
     add_email,
     add_event,
@@ -15,15 +16,15 @@ from services.common.outbox import (
     wake_relays_on_commit,
 )
 from tests.integration.common.kit_models import KitOutbox
+from tests.support.polling import eventually
 
 
 async def write_rows(factory, n: int) -> set[str]:
     ids = set()
-    async with factory() as session:
+    async with transaction(factory) as session:  # its commit wakes the relays
         for i in range(n):
             row = add_event(session, KitOutbox, "kit.happened", {"i": i})
             ids.add(str(row.id))
-        await session.commit()
     return ids
 
 
@@ -97,10 +98,7 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
         await asyncio.sleep(0.3)  # the first poll has run and found nothing
         assert published == []
         ids = await write_rows(kit_factory, 2)
-        for _ in range(200):
-            if len(published) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(published) == 2, what="the woken relay published")
         assert set(published) == ids
         # A rolled-back transaction wakes nobody and leaves nothing.
         async with kit_factory() as session:
@@ -109,15 +107,11 @@ async def test_a_commit_wakes_an_idle_relay(kit_factory) -> None:
         await asyncio.sleep(0.3)
         assert len(published) == 2
         # Rows inserted with a Core statement wake it too, when the writer asks for it.
-        async with kit_factory() as session:
+        async with transaction(kit_factory) as session:
             row = {"id": uuid.uuid4(), "kind": "event", "topic": "kit.bulk", "payload": {}}
             await (await session.connection()).execute(insert(KitOutbox.__table__), [row])
             wake_relays_on_commit(session)
-            await session.commit()
-        for _ in range(200):
-            if len(published) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(published) == 3, what="the bulk rows published")
         assert published[2:] == [str(row["id"])]
     finally:
         relay.cancel()

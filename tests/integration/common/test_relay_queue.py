@@ -10,17 +10,15 @@ import pytest
 
 from services.common.cancel import raise_if_cancel_requested
 from tests.integration.auth.support import auth_client, new_email, outbox, register
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.usefixtures("infra")
 
 
 async def test_relay_queue_has_timeouts_enqueues_and_is_closed_at_shutdown() -> None:
     async with auth_client(background_tasks=True, redis_timeout=0.7) as (app, client):
-        for _ in range(100):  # set when the relay task has started
-            if hasattr(app.state, "email_queue"):
-                break
-            await asyncio.sleep(0.01)
-        queue = app.state.email_queue
+        # set when the relay task has started
+        queue = await eventually(lambda: getattr(app.state, "email_queue", None))
         kwargs = queue.redis.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == 0.7
         assert kwargs["socket_connect_timeout"] == 0.7
@@ -28,13 +26,8 @@ async def test_relay_queue_has_timeouts_enqueues_and_is_closed_at_shutdown() -> 
         await register(client, email)
         rows = await outbox(app, to=email)
         assert rows, "no email in the outbox"
-        job: Any = None
-        for _ in range(100):  # the relay runs every 0.2 s
-            job = await queue.job(str(rows[0].id))
-            if job is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert job is not None and job.kwargs["outbox_id"] == str(rows[0].id)
+        job: Any = await eventually(lambda: queue.job(str(rows[0].id)), what="the job enqueued")
+        assert job.kwargs["outbox_id"] == str(rows[0].id)
         pool = queue.redis.connection_pool
         assert any(c.is_connected for c in pool._available_connections)
     # The lifespan cancelled the relay task, whose `finally` closed the queue.

@@ -14,11 +14,12 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from services import registry
 from tests.integration.gateway.upstream import Upstream, start_upstream
 from tests.support.infra import Infra
 from tests.support.tokens import jwks_fetcher
 
-PREFIXES = {"auth": "/api/v1/auth", "users": "/api/v1/users", "catalog": "/api/v1/catalog"}
+PREFIXES = {s.name: s.prefixes[0] for s in registry.API_SERVICES}
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from services.common.state import provided
 from services.common.streams import Event
 from services.users.app import create_app
 from services.users.consumers import on_registered
 from services.users.settings import UsersSettings
+from services.users.state import UsersState
 from tests.support.asgi import running
 from tests.support.infra import Infra
 from tests.support.tokens import bearer, jwks_fetcher, mint
@@ -57,7 +59,7 @@ class Person:
 
 async def register(app: FastAPI, person: Person, email: str, **extra: Any) -> None:
     """Deliver a `user.registered` event to the real handler (as the consumer would)."""
-    handler = on_registered(app.state.session_factory, app.state.profile_cache)
+    handler = on_registered(app.state.session_factory, provided(app, UsersState).profile_cache)
     data = {"user_id": person.id, "email": email, "role": person.role, **extra}
     event_id = str(uuid.uuid4())
     await handler(Event(event_id, "user.registered", data, None, "0-1"))

@@ -10,8 +10,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.common.events import signature, signing_key, stream_name
+from services.common.state import provided
 from services.common.streams import _decode, ensure_groups
 from services.users.consumers import build_consumer
+from services.users.state import UsersState
+from tests.support.polling import eventually
 
 TOPIC = "user.registered"
 
@@ -53,7 +56,7 @@ def consumer(app: FastAPI, group: str, name: str, claim_idle_ms: int = 30_000):
     return build_consumer(
         app.state.redis,
         app.state.session_factory,
-        app.state.profile_cache,
+        provided(app, UsersState).profile_cache,
         group=group,
         consumer=name,
         claim_idle_ms=claim_idle_ms,
@@ -136,8 +139,5 @@ async def test_background_consumer_runs_in_the_app(users_settings) -> None:
     async with running(app):
         user_id = str(uuid.uuid4())
         await publish(app, str(uuid.uuid4()), user_id, "live@example.test")
-        for _ in range(100):
-            if await profile_rows(app, [user_id]):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: profile_rows(app, [user_id]), what="the profile created")
         assert await profile_rows(app, [user_id]) == [(user_id, "live@example.test", 1)]

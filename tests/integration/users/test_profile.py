@@ -10,6 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.common.state import provided
+from services.users.state import UsersState
 from tests.integration.users.conftest import Person, outbox_topics, register
 from tests.support.tokens import bearer, mint
 
@@ -206,7 +208,7 @@ async def test_cache_is_filled_and_invalidated_on_write(
 ) -> None:
     ivy, viewer = Person(), Person()
     await client.get(ME, headers=ivy.headers)
-    cache = app.state.profile_cache
+    cache = provided(app, UsersState).profile_cache
     key = cache.key("v1", ivy.id)
     assert await app.state.redis.exists(key) == 1
 
