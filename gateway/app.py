@@ -1,8 +1,10 @@
 """The gateway app: `gunicorn -c deploy/gunicorn.conf.py 'gateway.app:create_app()'`.
 
 Built with the same factory as the services (errors, request ids, logs, metrics);
-its own routes are /healthz, /readyz, /metrics, /openapi.json and /docs, everything
-else goes to the proxy (a raw ASGI app mounted last).
+its own routes are /healthz, /readyz, /metrics, /openapi.json and /docs. The proxy is
+not mounted as a route: GatewayEdge (gateway/edge.py), the innermost user middleware,
+hands every routed prefix to `Proxy.forward`, and GatewayApi (gateway/front.py) lets
+such requests skip FastAPI's outer layers.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from gateway import metrics
 from gateway.edge_auth import EdgeAuth, is_auth_sensitive
 from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
-from gateway.routing import Instance, Route, RouteLabel, RoutingTable
+from gateway.routing import Instance, Route, RoutingTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import (
     ConnectFailed,
@@ -32,8 +32,6 @@ from gateway.upstream import (
     UpstreamPool,
 )
 from services.common.errors import ProblemError
-
-__all__ = ["IDEMPOTENT", "Proxy", "RouteLabel"]
 
 log = logging.getLogger("gateway.proxy")
 
@@ -175,12 +173,6 @@ class Proxy:
         # builds a key under a lock on every call. Both sets are bounded by the table.
         self._durations: dict[tuple[str, str], Any] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.table.match(scope["path"])
-        if route is None:
-            raise ProblemError(404, f"No resource at {scope['path']}")
-        await self.forward(scope, receive, send, route)
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         """Forward a request whose path `route` matched (GatewayEdge matched it already)."""
