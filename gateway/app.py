@@ -1,8 +1,10 @@
 """The gateway app: `gunicorn -c deploy/gunicorn.conf.py 'gateway.app:create_app()'`.
 
 Built with the same factory as the services (errors, request ids, logs, metrics);
-its own routes are /healthz, /readyz, /metrics, /openapi.json and /docs, everything
-else goes to the proxy (a raw ASGI app mounted last).
+its own routes are /healthz, /readyz, /metrics, /openapi.json and /docs. The proxy is
+not mounted as a route: GatewayEdge, the innermost user middleware, hands every routed
+prefix to `Proxy.forward`; GatewayApi stacks the user middleware outside FastAPI's own
+layers, so such requests never meet them (gateway/edge.py).
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
 from gateway.docs import install_docs
-from gateway.edge import GatewayEdge
+from gateway.edge import GatewayApi, GatewayEdge
 from gateway.edge_auth import EdgeAuth
-from gateway.front import GatewayApi
 from gateway.proxy import Proxy
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import RoutingTable, poll_health
@@ -122,12 +123,10 @@ def create_app(
         app_class=GatewayApi,
     )
     app = create_service_app(spec)
-    assert isinstance(app, GatewayApi)
     install_docs(app, settings, table, proxy)
     own_paths = frozenset(
         p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
     )
-    app.proxied = lambda path: path not in own_paths and table.match(path) is not None
     # Inside ObservabilityMiddleware (added by the factory, outermost), so refused
     # preflights and every response still get a request id, a log line and metrics.
     app.user_middleware.append(

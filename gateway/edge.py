@@ -1,12 +1,19 @@
-"""The gateway's per-request edge in one ASGI pass: security headers, CORS and the
-dispatch of routed prefixes to the proxy.
+"""The gateway's ASGI stack: its FastAPI app, and the per-request edge in one pass
+(security headers, CORS, the dispatch of routed prefixes to the proxy).
 
-It replaces three stacked middlewares (security headers, Starlette's CORS, the proxy
-dispatch), each of which wrapped `send` and rebuilt the header list: on a proxied read
-that was ~8% of the gateway's CPU. A request without an Origin header (every
-non-browser call) gets the same headers Starlette's CORSMiddleware would add (only
-`Vary: Origin`) from one precomputed pass; a request with an Origin header still goes
-through Starlette's CORSMiddleware, so preflights and origin checks are Starlette's.
+GatewayApi stacks the user middleware (tracing, request id, log line and metrics, this
+edge) outside FastAPI's own layers instead of inside them: a proxied request is handed
+to the proxy by the edge and never meets those layers, which only the gateway's own
+routes (/healthz, /metrics, /docs...) need. FastAPI's outermost layer
+(ServerErrorMiddleware) is left out: ObservabilityMiddleware, now outermost, gives the
+same problem+json 500 with the request id on every path.
+
+GatewayEdge does in one `send` wrapper what three stacked middlewares (security headers,
+Starlette's CORS, the dispatch) did in three, each rebuilding the header list. A request
+without an Origin header (every non-browser call) gets the headers Starlette's
+CORSMiddleware would add (only `Vary: Origin`) from one precomputed pass; a request with
+an Origin header still goes through Starlette's CORSMiddleware, so preflights and origin
+checks are Starlette's. The measured cost of each layer is in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import Proxy
@@ -28,6 +37,20 @@ _NO_STORE_DROP = frozenset({b"cache-control", b"pragma"})
 # What only operators may read: metric series name upstream instances, readiness says
 # which dependency is down and when rate limiting fails open.
 OPERATOR_PATHS = frozenset({"/metrics", "/readyz"})
+
+
+class GatewayApi(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        user, self.user_middleware = self.user_middleware, []
+        try:
+            inner = super().build_middleware_stack()
+        finally:
+            self.user_middleware = user
+        assert isinstance(inner, ServerErrorMiddleware)
+        app: ASGIApp = inner.app  # ObservabilityMiddleware answers unexpected errors
+        for cls, args, kwargs in reversed(user):  # as Starlette stacks them
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 class GatewayEdge:
@@ -130,8 +153,8 @@ class GatewayEdge:
         return any(address in network for network in self.operator_networks)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Routed prefixes straight to the proxy (no FastAPI router, no exception layers:
-        ~30% of the gateway's CPU per request); the gateway's own paths to FastAPI."""
+        """Routed prefixes straight to the proxy (no FastAPI layers, no router); the
+        gateway's own paths to FastAPI."""
         path: str = scope["path"]
         route = None if path in self.own_paths else self.proxy.table.match(path)
         if route is None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from services import registry
-from services.common.errors import ProblemError
+from services.common import problems
 from services.common.jwt import Principal, TokenVerifier
-from services.common.security import authenticate_token
+from services.common.security import authenticate_token, bearer_token
 
 log = logging.getLogger("gateway.edge_auth")
 
@@ -70,20 +70,6 @@ def is_auth_sensitive(method: str, path: str) -> bool:
     return pattern is not None and pattern.fullmatch(path) is not None
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def _unauthorized(detail: str, error: str | None = "invalid_token") -> ProblemError:
-    challenge = f'Bearer error="{error}"' if error else "Bearer"
-    return ProblemError(401, detail, type_="unauthorized", headers={"WWW-Authenticate": challenge})
-
-
 class EdgeAuth:
     def __init__(self, verifier: TokenVerifier, redis: aioredis.Redis) -> None:
         self.verifier = verifier
@@ -97,8 +83,8 @@ class EdgeAuth:
         token = bearer_token(authorization)
         if token is None:
             if authorization:
-                raise _unauthorized("The Authorization header must be a Bearer token.")
+                raise problems.unauthorized("The Authorization header must be a Bearer token.")
             if is_public(method, path):
                 return None
-            raise _unauthorized("A bearer access token is required.", error=None)
+            raise problems.unauthorized("A bearer access token is required.", error=None)
         return await authenticate_token(self.verifier, self.redis, token)

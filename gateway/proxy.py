@@ -23,7 +23,7 @@ from gateway import metrics
 from gateway.edge_auth import EdgeAuth, is_auth_sensitive
 from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
-from gateway.routing import Instance, Route, RouteLabel, RoutingTable
+from gateway.routing import Instance, Route, RoutingTable
 from gateway.settings import GatewaySettings
 from gateway.upstream import (
     ConnectFailed,
@@ -31,11 +31,17 @@ from gateway.upstream import (
     UpstreamError,
     UpstreamPool,
 )
+from services.common import problems
 from services.common.errors import ProblemError
 
-__all__ = ["IDEMPOTENT", "Proxy", "RouteLabel"]
-
 log = logging.getLogger("gateway.proxy")
+
+# The gateway's own problem types (services.common.problems).
+REQUEST_TIMEOUT = problems.register("request-timeout", 408)
+UPSTREAM_UNAVAILABLE = problems.register("upstream-unavailable", 503)
+CIRCUIT_OPEN = problems.register("circuit-open", 503)
+UPSTREAM_TIMEOUT = problems.register("upstream-timeout", 504)
+UPSTREAM_UNREACHABLE = problems.register("upstream-unreachable", 502)
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
@@ -84,18 +90,10 @@ class RequestBody:
                 return
 
 
-def _too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413, f"The request body is larger than {limit} bytes.", type_="body-too-large"
-    )
-
-
 def _too_slow(timeout: float) -> ProblemError:
     # The client's fault, not the upstream's: never counted against its circuit.
-    return ProblemError(
-        408,
+    return REQUEST_TIMEOUT(
         f"The request body did not arrive within {timeout:g} seconds.",
-        type_="request-timeout",
         headers={"Connection": "close"},
     )
 
@@ -176,17 +174,12 @@ class Proxy:
         self._durations: dict[tuple[str, str], Any] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.table.match(scope["path"])
-        if route is None:
-            raise ProblemError(404, f"No resource at {scope['path']}")
-        await self.forward(scope, receive, send, route)
-
     async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         """Forward a request whose path `route` matched (GatewayEdge matched it already)."""
         path: str = scope["path"]
         method: str = scope["method"]
         if _has_dot_segments(path):
+            # The router's own 404 (no registered type): no hint that the prefix exists.
             raise ProblemError(404, f"No resource at {path}")
         scope["route"] = route.scope_route
         headers, seen = request_headers(scope["headers"])
@@ -228,7 +221,7 @@ class Proxy:
             except ValueError:
                 raise ProblemError(400, "Content-Length is not a number.") from None
             if length > limit:  # refused before a byte is read
-                raise _too_large(limit)
+                raise problems.body_too_large(limit)
             return RequestBody(receive, limit, self.settings.body_timeout) if length > 0 else None
         chunked = any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
         return RequestBody(receive, limit, self.settings.body_timeout) if chunked else None
@@ -245,9 +238,7 @@ class Proxy:
         if decision is not None and not decision.allowed:
             headers = {k.decode(): v.decode() for k, v in decision.headers()}
             headers["Retry-After"] = str(decision.reset_seconds)
-            raise ProblemError(
-                429, "Too many requests; try again later.", type_="rate-limited", headers=headers
-            )
+            raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
         return decision
 
     def _pick(self, route: Route, tried: list[Instance]) -> Instance:
@@ -257,16 +248,11 @@ class Proxy:
             return inst
         if not upstream.any_healthy:
             retry = max(1, round(self.settings.health_interval))
-            raise ProblemError(
-                503,
-                f"No healthy instance of {upstream.name}.",
-                type_="upstream-unavailable",
-                headers={"Retry-After": str(retry)},
+            raise UPSTREAM_UNAVAILABLE(
+                f"No healthy instance of {upstream.name}.", headers={"Retry-After": str(retry)}
             )
-        raise ProblemError(
-            503,
+        raise CIRCUIT_OPEN(
             f"{upstream.name} is failing; its circuit is open.",
-            type_="circuit-open",
             headers={"Retry-After": str(upstream.retry_after())},
         )
 
@@ -295,15 +281,11 @@ class Proxy:
                 response = await self._send(inst, method, target, headers, body)
             except (aiohttp.ConnectionTimeoutError, ConnectTimeout) as exc:
                 self._failed(inst, name, "timeout", exc)
-                error: ProblemError = ProblemError(
-                    504, f"{name} did not accept the connection in time.", type_="upstream-timeout"
-                )
+                error = UPSTREAM_TIMEOUT(f"{name} did not accept the connection in time.")
             except TimeoutError as exc:
                 self._check_body(body, inst)
                 self._failed(inst, name, "timeout", exc)
-                raise ProblemError(
-                    504, f"{name} did not answer in time.", type_="upstream-timeout"
-                ) from None
+                raise UPSTREAM_TIMEOUT(f"{name} did not answer in time.") from None
             except (aiohttp.ClientError, UpstreamError, OSError, ValueError) as exc:
                 if body is not None and body.disconnected:
                     inst.breaker.release()
@@ -312,9 +294,7 @@ class Proxy:
                 if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
                     inst.set_healthy(False)  # refused: skip it until a health poll says so
                 self._failed(inst, name, "unreachable", exc)
-                error = ProblemError(
-                    502, f"{name} could not be reached.", type_="upstream-unreachable"
-                )
+                error = UPSTREAM_UNREACHABLE(f"{name} could not be reached.")
             else:
                 break
             # Only a request whose body was not consumed can be sent again.
@@ -343,7 +323,9 @@ class Proxy:
                 # Not one of our services' problems (a crash page, a proxy's HTML): its
                 # body may carry internals, so the client gets the gateway's own problem.
                 log.warning("upstream %s answered %d without a problem body", name, status)
-                raise ProblemError(status, f"{name} failed to answer.", type_="upstream-error")
+                # Its status stays (503 and 500 tell a client different things), so no one
+                # registered type fits: `about:blank`, the status is the whole story.
+                raise ProblemError(status, f"{name} failed to answer.")
             out = response_headers(response.raw_headers)
             if decision is not None:
                 out += decision.headers()
@@ -385,7 +367,7 @@ class Proxy:
                 inst.breaker.release()
             if body.too_slow:
                 raise _too_slow(self.settings.body_timeout)
-            raise _too_large(self.settings.max_body_bytes)
+            raise problems.body_too_large(self.settings.max_body_bytes)
 
     def _duration(self, name: str, label: str) -> Any:
         key = (name, label)

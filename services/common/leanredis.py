@@ -11,6 +11,11 @@ Failures raise redis-py's exceptions (ConnectionError, TimeoutError, ResponseErr
 the caller's handling (fail open, guard, cooldown) is the same as with redis-py. A
 timeout or a protocol error drops the connection (a late reply must never answer a later
 request); the next call reconnects. Everything else stays on redis-py.
+
+ONE switch, REDIS_LEAN (CommonSettings.redis_lean, applied by the app factory at
+startup): false makes `for_client` answer None, and every caller falls back to the plain
+redis-py client it was made from (tests/integration/common/test_leanredis.py holds the
+two to the same answers).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Reply = int | bytes | None | list[Any]
+
+# REDIS_LEAN; set by services.common.app.create_app from the validated settings.
+ENABLED = True
 
 
 def encode(*args: bytes | str | int) -> bytes:
@@ -180,7 +188,9 @@ class LeanRedis:
 
     @classmethod
     def for_client(cls, redis: aioredis.Redis, client_name: str) -> LeanRedis | None:
-        options = cls.options_of(redis)
+        """The fast path for redis-py's server; None when REDIS_LEAN is off or the
+        connection is not plain TCP: the caller uses `redis` itself."""
+        options = cls.options_of(redis) if ENABLED else None
         return None if options is None else cls(**options, client_name=client_name)
 
     async def call(self, *args: bytes | str | int) -> Reply:
@@ -192,6 +202,12 @@ class LeanRedis:
         protocol.waiting.append(future)
         self._send(protocol, encode(*args))
         return await self._wait(protocol, future)
+
+    async def eval(self, script: bytes, key: str, *args: bytes | str | int) -> Reply:
+        """EVAL with one key, as redis-py's `eval(script, 1, key, *args)`. EVAL, not
+        EVALSHA: a restarted or flushed Redis cannot answer NOSCRIPT, and Redis caches
+        the compiled script by its hash anyway."""
+        return await self.call(b"EVAL", script, b"1", key, *args)
 
     async def get(self, key: str) -> bytes | None:
         reply = await self.call(b"GET", key)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,15 @@ _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 access_log = logging.getLogger("access")
 log = logging.getLogger("services.errors")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLabel:
+    """A route template for `scope["route"]`, set by a fast path that bypasses the
+    router (the gateway's proxy, a service's direct read) so metrics and logs still
+    see the template, never the raw path."""
+
+    path: str
 
 
 def route_template(scope: Scope) -> str:

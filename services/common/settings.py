@@ -83,6 +83,10 @@ class CommonSettings(BaseSettings):
     # Redis: caches, rate limits, revocations, queue, streams; socket timeout in seconds.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = Field(default=0.5, gt=0)
+    # The hot-path Redis commands (a rate-limit count per gateway request, cache GETs)
+    # over one pipelined connection per process (services/common/leanredis.py); false
+    # sends them through redis-py like everything else.
+    redis_lean: bool = True
 
     # Secret used to sign pagination cursors (HMAC); must be set outside development.
     cursor_secret: str = DEV_SECRET

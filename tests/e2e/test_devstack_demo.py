@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import stat
 import subprocess
@@ -125,7 +126,7 @@ def test_development_defaults_allow_the_local_dev_origins() -> None:
 
 
 def test_production_refuses_the_development_defaults(tmp_path: Path) -> None:
-    production = {"environment": "production", "cursor_secret": "a-real-secret-" * 3}
+    production = {"environment": "production", "cursor_secret": secrets.token_hex(32)}
     assert GatewaySettings(**production).cors_origins == []
     for origin in ("http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:5173"):
         with pytest.raises(ValidationError, match="no local origin in production"):

@@ -89,15 +89,16 @@ def test_uvicorn_config_takes_a_protocol_class_and_server_header() -> None:
     )
 
 
-# --- Starlette / FastAPI: gateway/front.py, gateway/edge.py ---
+# --- Starlette / FastAPI: gateway/edge.py ---
 
 
 def test_starlette_middleware_stack_internals() -> None:
     from fastapi import FastAPI
     from starlette.middleware import Middleware
     from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.errors import ServerErrorMiddleware
 
-    user = "gateway/front.py"
+    user = "gateway/edge.py"
 
     class Marker:
         def __init__(self, app: object, *args: object, **kwargs: object) -> None:
@@ -125,9 +126,19 @@ def test_starlette_middleware_stack_internals() -> None:
         f"It is {app.user_middleware!r}.",
     )
     app.middleware_stack = app.build_middleware_stack()
-    assert callable(app.middleware_stack)
+    stack, layers = app.middleware_stack, []
+    layer: object = stack
+    while layer is not None and not isinstance(layer, Marker) and len(layers) < 20:
+        layers.append(type(layer))
+        layer = getattr(layer, "app", None)
+    assert isinstance(stack, ServerErrorMiddleware) and isinstance(layer, Marker), _broke(
+        "FastAPI",
+        "build_middleware_stack() has ServerErrorMiddleware outermost, `.app` the rest",
+        user,
+        f"The layers down to the user middleware are {layers}.",
+    )
     with pytest.raises(RuntimeError, match="after an application has started"):
-        # The gateway relies on this refusal to mark its app started.
+        # A middleware added after the first request is refused, not silently missed.
         app.add_middleware(Marker)
     cors_params = set(_params(CORSMiddleware.__init__))
     assert {"app", "allow_origins", "allow_credentials", "allow_methods"} <= cors_params, _broke(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.load.loadspec import Result
-from tests.load.scenarios import StormPair, median_pair
+from tools.bench.loadspec import Result
+from tools.bench.scenarios import StormPair, median_pair
 
 
 def result(p99: float) -> Result:

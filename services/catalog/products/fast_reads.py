@@ -25,7 +25,6 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -47,6 +46,7 @@ from services.catalog.products.reads import (
 )
 from services.common import metrics
 from services.common.cache import MISSING
+from services.common.middleware import RouteLabel
 from services.common.pagination import link_header
 
 log = logging.getLogger("services.catalog.fast_reads")
@@ -60,13 +60,6 @@ _CANONICAL_LEN = 36  # str(uuid.UUID(...)): what the cache keys are built from
 _DEFAULTS = {"limit": "20", "sort": "newest", "cursor": ""}
 _LIMIT = re.compile(r"[1-9][0-9]?|100")
 _CURSOR = re.compile(r"[A-Za-z0-9_.-]{1,2048}")
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLabel:
-    """What ObservabilityMiddleware reads as the route template (`scope["route"].path`)."""
-
-    path: str
 
 
 _PRODUCT_LABEL = RouteLabel(PREFIX + "{product_id}")

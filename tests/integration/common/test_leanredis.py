@@ -152,3 +152,47 @@ async def test_a_cancelled_call_leaves_the_connection_usable() -> None:
     finally:
         await client.close()
         server.close()
+
+
+async def test_the_fast_path_answers_as_redis_py_does(
+    redis: aioredis.Redis, lean: LeanRedis
+) -> None:
+    """REDIS_LEAN's equivalence: the same commands, the same replies and errors."""
+    text, nothing, listed = key(), key(), key()
+    await redis.set(text, b"v\r\n\x00")
+    await redis.rpush(listed, "x")
+    script = "return {redis.call('INCR', KEYS[1]), tonumber(ARGV[1]), ARGV[1]}"
+    counter = key()
+    for command, args in (
+        ("GET", (text,)),
+        ("GET", (nothing,)),
+        ("MGET", (text, nothing, text)),
+        ("EVAL", (script, 1, counter, 7)),
+        ("EVAL", (script, 1, counter, 7)),
+    ):
+        plain = await redis.execute_command(command, *args)
+        fast = await lean.call(command, *args)
+        if command == "EVAL":  # both incremented: the fast one saw one more
+            assert fast == [plain[0] + 1, *plain[1:]], (command, args)
+        else:
+            assert fast == plain, (command, args)
+    for command, args in (
+        ("GET", (listed,)),
+        ("EVAL", ("return redis.call('GET', KEYS[1])", 1, listed)),
+    ):
+        with pytest.raises(ResponseError) as plain_error:
+            await redis.execute_command(command, *args)
+        with pytest.raises(ResponseError) as fast_error:
+            await lean.call(command, *args)
+        assert str(fast_error.value).split()[0] == str(plain_error.value).split()[0] == "WRONGTYPE"
+
+
+def test_the_switch_off_keeps_redis_py(redis: aioredis.Redis) -> None:
+    from services.common import leanredis
+
+    before = leanredis.ENABLED
+    leanredis.ENABLED = False
+    try:
+        assert LeanRedis.for_client(redis, client_name="test-off") is None
+    finally:
+        leanredis.ENABLED = before

@@ -186,12 +186,13 @@ async def test_cors_preflight_allows_the_services_own_request_headers(
     assert header in {name.strip() for name in allowed.split(",")}
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
 async def test_vary_origin_merged_with_and_without_an_origin(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
 ) -> None:
     """GatewayEdge adds to a request without Origin what Starlette's CORS adds (Vary:
     Origin, merged into the upstream's Vary); a browser request still goes through it."""
-    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+    async with gateway(make_settings(infra, routes_for(upstreams), lean_upstream=lean)) as client:
         plain = await client.get("/api/v1/catalog/vary")
         browser = await client.get(
             "/api/v1/catalog/vary", headers={"Origin": "https://app.example.com"}
@@ -208,11 +209,13 @@ async def test_vary_origin_merged_with_and_without_an_origin(
     assert "access-control-allow-origin" not in other.headers
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "aiohttp"])
 async def test_streams_the_response_under_a_real_server(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], lean: bool
 ) -> None:
     """The first chunk reaches the client before the upstream has finished."""
-    app = create_app(make_settings(infra, routes_for(upstreams)), jwks_fetcher=jwks_fetcher)
+    settings = make_settings(infra, routes_for(upstreams), lean_upstream=lean)
+    app = create_app(settings, jwks_fetcher=jwks_fetcher)
     server = ServerThread(app).start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as client:

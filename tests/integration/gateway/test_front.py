@@ -1,12 +1,12 @@
-"""The gateway's short lane: proxied requests skip FastAPI's outer layers, and lose
-nothing by it (errors are still problem+json with a request id)."""
+"""The gateway's stack (gateway/edge.py): proxied requests never meet FastAPI's own
+layers, and lose nothing by it (errors are still problem+json with a request id)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.app import create_app
@@ -25,16 +25,16 @@ from tests.support.tokens import jwks_fetcher
 
 @pytest.fixture
 def outer_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
-    """(app, path) of the requests that went through FastAPI's outermost layer."""
+    """(app, path) of the requests that went through FastAPI's exception layer."""
     calls: list[tuple[Any, str]] = []
-    original = ServerErrorMiddleware.__call__
+    original = ExceptionMiddleware.__call__
 
-    async def counting(self: ServerErrorMiddleware, scope: Any, receive: Any, send: Any) -> None:
+    async def counting(self: ExceptionMiddleware, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             calls.append((scope["app"], scope["path"]))
         await original(self, scope, receive, send)
 
-    monkeypatch.setattr(ServerErrorMiddleware, "__call__", counting)
+    monkeypatch.setattr(ExceptionMiddleware, "__call__", counting)
     return calls
 
 
@@ -70,6 +70,26 @@ async def test_an_unexpected_proxy_error_is_a_problem_500_with_a_request_id(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["x-request-id"] == "rid-42"
     assert "bug in the proxy" not in response.text
+    assert after.status_code == 200
+
+
+async def test_an_unexpected_error_in_an_own_route_is_a_problem_500_with_a_request_id(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    app = create_app(make_settings(infra, routes_for(upstreams)), jwks_fetcher=jwks_fetcher)
+
+    @app.get("/broken")
+    async def broken() -> None:  # a bug we cannot cause otherwise
+        raise RuntimeError("bug in an own route")
+
+    async with serving(app), client_for(app) as client:
+        response = await client.get("/broken", headers={"X-Request-ID": "rid-43"})
+        after = await client.get("/healthz")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "rid-43"
+    assert response.json()["request_id"] == "rid-43"
+    assert "bug in an own route" not in response.text
     assert after.status_code == 200
 
 

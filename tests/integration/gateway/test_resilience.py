@@ -181,3 +181,16 @@ async def test_round_robin_and_unhealthy_instance_skipped(
     assert 'route="/api/v1/catalog/{path}"' in metrics
     assert "/api/v1/catalog/rr" not in metrics  # never the raw path
     assert 'gateway_upstream_responses_total{status_class="2xx",upstream="catalog"}' in metrics
+
+
+async def test_an_upstream_5xx_without_a_problem_body_is_masked_keeping_its_status(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    async with gateway(make_settings(infra, routes_for(upstreams))) as client:
+        crashed = await client.get("/api/v1/catalog/error")  # a plain JSON 500
+    assert crashed.status_code == 500
+    assert crashed.headers["content-type"] == "application/problem+json"
+    body = crashed.json()
+    assert "boom" not in crashed.text and body["status"] == 500
+    # One status per registered type, and the upstream's status is kept: no type of its own.
+    assert body["type"] == "about:blank" and body["detail"] == "catalog failed to answer."

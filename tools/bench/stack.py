@@ -20,6 +20,7 @@ import asyncpg
 
 from services.common.migrate import ROOT, environments, upgrade_all
 from tests.support.infra import _dsn, recreate_database, with_database
+from tools.bench import nginx
 from tools.devstack import seed as catalog_seed
 from tools.devstack.embedded import free_port
 
@@ -37,8 +38,8 @@ class AppSpec:
 
 
 APPS = {
-    "raw": AppSpec("raw", "tests.load.baselines:raw_app()", "tests.load.baselines"),
-    "fastapi": AppSpec("fastapi", "tests.load.baselines:fastapi_app()", "tests.load.baselines"),
+    "raw": AppSpec("raw", "tools.bench.baselines:raw_app()", "tools.bench.baselines"),
+    "fastapi": AppSpec("fastapi", "tools.bench.baselines:fastapi_app()", "tools.bench.baselines"),
     "auth": AppSpec("auth", "services.auth.app:create_app()", "services.auth.app"),
     "catalog": AppSpec("catalog", "services.catalog.app:create_app()", "services.catalog.app"),
     "users": AppSpec("users", "services.users.app:create_app()", "services.users.app"),
@@ -83,7 +84,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         # Every process knows every port up front (the gateway needs its upstreams).
-        self.ports = {name: free_port() for name in APPS}
+        self.ports = {name: free_port() for name in (*APPS, "nginx")}
 
     def env(self, name: str) -> dict[str, str]:
         port = self.ports[name]
@@ -150,6 +151,30 @@ class Stack:
                 proc = self.processes.pop(name)
                 self.unavailable[name] = f"did not become healthy: {proc.tail(300)!r}"
                 _stop(proc)
+
+    def start_nginx(self, upstream: str = "catalog") -> None:
+        """nginx in front of `upstream` (tools/bench/nginx.py), the reference proxy."""
+        target = self.url(upstream)
+        if target is None:
+            self.unavailable["nginx"] = f"{upstream} is not running"
+            return
+        try:
+            conf = nginx.config(
+                self.workdir, port=self.ports["nginx"], upstream=target, workers=self.workers
+            )
+            nginx.check(conf)
+            cmd = nginx.command(conf)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.unavailable["nginx"] = f"{type(exc).__name__}: {exc}"
+            return
+        log = self.workdir / "nginx.log"
+        popen = subprocess.Popen(
+            cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        proc = self.processes["nginx"] = Process("nginx", self.ports["nginx"], popen, log)
+        if not self._wait_healthy(proc, timeout=15):
+            self.unavailable["nginx"] = f"did not answer: {proc.tail(300)!r}"
+            _stop(self.processes.pop("nginx"))
 
     def _still_up(self, name: str) -> bool:
         time.sleep(0.3)

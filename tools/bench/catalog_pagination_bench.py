@@ -1,6 +1,6 @@
 """Keyset vs OFFSET on a large catalog: a plain script, not collected by pytest.
 
-    python tests/load/catalog_pagination_bench.py [--products 1000000] [--pages 5000]
+    python tools/bench/catalog_pagination_bench.py [--products 1000000] [--pages 5000]
         [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--keep]
 
 Creates (or reuses with --reuse) the scratch database `catalog_bench`, migrates it,

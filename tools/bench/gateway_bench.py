@@ -1,6 +1,6 @@
 """Gateway benchmark: what does the extra hop cost, and why aiohttp?
 
-    python -m tests.load.gateway_bench [--duration 10] [--connections 64]
+    python -m tools.bench.gateway_bench [--duration 10] [--connections 64]
 
 Starts, each under gunicorn with ONE uvicorn worker: an upstream returning a constant
 JSON body (like a cached read), the real gateway in front of it (public catalog read:
@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from tests.load import generators
-from tests.load.loadspec import Load, Req, Result
+from tools.bench import generators
+from tools.bench.loadspec import Load, Req, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
         workdir = Path(tmp)
-        upstream = Proc("upstream", "tests.load.gateway_bench:upstream_app()", {}, workdir)
+        upstream = Proc("upstream", "tools.bench.gateway_bench:upstream_app()", {}, workdir)
         procs = [upstream]
         try:
             proxied_env = {"BENCH_UPSTREAM": upstream.url}
@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
                 ("gateway (full)", "gateway.app:create_app()", gateway_env),
                 (
                     "bare proxy, aiohttp",
-                    "tests.load.gateway_bench:aiohttp_proxy_app()",
+                    "tools.bench.gateway_bench:aiohttp_proxy_app()",
                     proxied_env,
                 ),
-                ("bare proxy, httpx", "tests.load.gateway_bench:httpx_proxy_app()", proxied_env),
+                ("bare proxy, httpx", "tools.bench.gateway_bench:httpx_proxy_app()", proxied_env),
             ):
                 proc = Proc(name.split()[0] + str(len(procs)), factory, env, workdir)
                 procs.append(proc)

@@ -1,7 +1,7 @@
 """The built-in load generator, for machines without wrk (CI): aiohttp in a separate
 process, closed loop, the same Load in and the same Result out as wrk.
 
-    python -m tests.load.pyload < load.json     (prints one Result as JSON)
+    python -m tools.bench.pyload < load.json     (prints one Result as JSON)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.load.loadspec import Load, Result
+from tools.bench.loadspec import Load, Result
 
 _TOKEN = re.compile(rb'"refresh_token"\s*:\s*"([^"]+)"')
 
@@ -105,7 +105,7 @@ class PyRun:
 
     def __init__(self, load: Load) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.load.pyload"],
+            [sys.executable, "-m", "tools.bench.pyload"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

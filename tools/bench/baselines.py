@@ -1,7 +1,7 @@
 """The two ceilings every scenario is compared with, served by the same gunicorn config:
 
-    gunicorn -c deploy/gunicorn.conf.py 'tests.load.baselines:fastapi_app()'
-    gunicorn -c deploy/gunicorn.conf.py 'tests.load.baselines:raw_app()'
+    gunicorn -c deploy/gunicorn.conf.py 'tools.bench.baselines:fastapi_app()'
+    gunicorn -c deploy/gunicorn.conf.py 'tools.bench.baselines:raw_app()'
 
 `fastapi_app` is a bare FastAPI endpoint returning a constant (the framework's ceiling
 on this machine); `raw_app` is a plain ASGI callable (the ceiling of Python + uvicorn).

@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from tests.load.loadspec import Result
-from tests.load.pyload import percentile
 from tests.support.infra import _dsn
+from tools.bench.loadspec import Result
+from tools.bench.pyload import percentile
 
 PAGE = 20
 COLUMNS = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.load.k6 import OpenResult
-from tests.load.loadspec import Result
+from tools.bench.k6 import OpenResult
+from tools.bench.loadspec import Result
 
 
 @dataclass

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.load.loadspec import Load, Req, Result
+from tools.bench.loadspec import Load, Req, Result
 
 MARK = "BENCHJSON "
 

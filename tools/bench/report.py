@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.load.results import Report, Row
+from tools.bench.results import Report, Row
 
 
 def _num(value: float, digits: int = 1) -> str:
@@ -72,7 +72,7 @@ def markdown(report: Report, plot: str | None) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `python -m tests.load.bench` (see docs/performance.md for what each",
+        "Written by `python -m tools.bench.bench` (see docs/performance.md for what each",
         "figure means). Numbers are from one run on one machine; compare ratios, not",
         "absolute values.",
         "",

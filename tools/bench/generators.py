@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tests.load import wrk
-from tests.load.loadspec import Load, Result
-from tests.load.pyload import PyRun
+from tools.bench import wrk
+from tools.bench.loadspec import Load, Result
+from tools.bench.pyload import PyRun
 
 
 class Running(Protocol):

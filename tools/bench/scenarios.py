@@ -8,21 +8,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.load import fixtures, generators, k6, sqlpages
-from tests.load.baselines import PATH as CONSTANT
-from tests.load.fixtures import AUTH, CATALOG, USER_PASSWORD, ProductIds
-from tests.load.k6 import Flow, K6Req
-from tests.load.loadspec import Load, Req, Result
-from tests.load.results import Report, Row
-from tests.load.stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
+from tools.bench import fixtures, generators, k6, sqlpages
+from tools.bench.baselines import PATH as CONSTANT
+from tools.bench.fixtures import AUTH, CATALOG, USER_PASSWORD, ProductIds
+from tools.bench.k6 import Flow, K6Req
+from tools.bench.loadspec import Load, Req, Result
+from tools.bench.results import Report, Row
+from tools.bench.stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 
 RAW = "raw ASGI constant"
 BARE = "bare FastAPI constant"
 CACHED = "product read, cached, direct"
 CACHED_GW = "product read, cached, via gateway"
+CACHED_NGINX = "product read, cached, via nginx"
 LAT_BARE = "bare FastAPI, 1 connection"
 LAT_CACHED = "product read, cached, direct, 1 connection"
 LAT_GW = "product read, cached, via gateway, 1 connection"
+LAT_NGINX = "product read, cached, via nginx, 1 connection"
 UNCACHED = "product read, uncached, direct"
 UNCACHED_GW = "product read, uncached, via gateway"
 LIST1 = "list page 1, HTTP (cached)"
@@ -129,6 +131,15 @@ def product_reads(ctx: Ctx) -> None:
         lambda: (_url(ctx, "gateway"), hot),
         baseline=CACHED,
     )
+    # The proxy a user would pick instead (plain, keepalive, no checks): the hop's yardstick.
+    measure(
+        ctx,
+        "product read",
+        CACHED_NGINX,
+        ("catalog", "nginx"),
+        lambda: (_url(ctx, "nginx"), hot),
+        baseline=CACHED,
+    )
     # Unloaded latency: one connection, so p50 is service time, not queueing.
     constant = [Req("GET", CONSTANT)]
     measure(
@@ -154,6 +165,15 @@ def product_reads(ctx: Ctx) -> None:
         LAT_GW,
         ("catalog", "gateway"),
         lambda: (_url(ctx, "gateway"), hot),
+        connections=1,
+        baseline=LAT_CACHED,
+    )
+    measure(
+        ctx,
+        "latency",
+        LAT_NGINX,
+        ("catalog", "nginx"),
+        lambda: (_url(ctx, "nginx"), hot),
         connections=1,
         baseline=LAT_CACHED,
     )

@@ -1,8 +1,8 @@
 """`make bench`: start the real stack under gunicorn, load it from separate processes,
 write docs/benchmarks.md (+ a PNG plot beside it).
 
-    python -m tests.load.bench --out docs/benchmarks.md            # full, ~6-8 minutes
-    python -m tests.load.bench --smoke --out /tmp/bench.md         # seconds
+    python -m tools.bench.bench --out docs/benchmarks.md            # full, ~6-8 minutes
+    python -m tools.bench.bench --smoke --out /tmp/bench.md         # seconds
 
 PostgreSQL/Redis: BENCH_DATABASE_URL / BENCH_REDIS_URL, else TEST_DATABASE_URL /
 TEST_REDIS_URL, else embedded servers. The bench uses its own database (--db-name) and
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import redis
 
-from tests.load import fixtures, generators, scenarios, targets
-from tests.load import report as report_writer
-from tests.load.results import Report
-from tests.load.stack import Stack, prepare_database, workdir
 from tests.support.infra import start_infra, with_redis_db
+from tools.bench import fixtures, generators, scenarios, targets
+from tools.bench import report as report_writer
+from tools.bench.results import Report
+from tools.bench.stack import Stack, prepare_database, workdir
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> Report:
     try:
         report.notes.append("admin account: " + stack.create_admin())
         stack.start(["raw", "fastapi", "auth", "catalog", "gateway"])
+        stack.start_nginx("catalog")
         cold = 40_000 if not args.smoke else args.products
         ctx = scenarios.Ctx(
             stack=stack,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.load.loadspec import Result
+from tools.bench.loadspec import Result
 
 SCRIPT = r"""
 import http from 'k6/http';
