@@ -31,12 +31,10 @@ def acl_user_placeholder(name: str) -> str:
     return match.group(1)
 
 
-def test_the_template_has_one_user_per_process_and_a_default_that_only_pings() -> None:
+def test_the_template_has_one_user_per_process_and_nobody_logs_in_as_default() -> None:
     users = re.findall(r"^user (\S+)", TEMPLATE, re.M)
     assert sorted(users) == sorted({"default", "admin", *APPS})
-    assert re.search(
-        r"^user default on nopass resetkeys resetchannels -@all \+ping$", TEMPLATE, re.M
-    )
+    assert re.search(r"^user default off resetpass ", TEMPLATE, re.M)
     passwords = {acl_user_placeholder(name) for name in {"admin", *APPS}}
     assert len(passwords) == len(APPS) + 1  # no two users share a password
 
@@ -55,7 +53,8 @@ def test_compose_migrations_and_tools_get_no_redis_credential() -> None:
     assert "REDIS_URL" not in COMPOSE["migrate"]["environment"]
     redis = COMPOSE["redis"]
     assert "--aclfile" in " ".join(redis["command"]) and "requirepass" not in str(redis)
-    assert "REDISCLI_AUTH" not in redis["environment"]
+    assert redis["environment"]["REDISCLI_AUTH"] == "${REDIS_PASSWORD:?}"  # admin's
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "--user", "admin", "ping"]
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
