@@ -11,6 +11,7 @@ back with `docker compose port`). Then, through the published ports, in order:
    SIGKILLs, exit 137); `start`: the same login works, the product is still there;
 5. `up --scale catalog=2`: both replicas serve the gateway's requests (their own access
    logs) and Prometheus scrapes both (DNS discovery, each replica its own target);
+   every process ran as its own Redis ACL user, and Redis refused none of them (ACL LOG);
 6. PostgreSQL, then Redis, SIGKILLed under 10 authenticated reads a second: every answer
    is 200 or 503 with Retry-After, and all are 200 a few seconds after the server is ready;
 7. every log line of our containers (and Prometheus's) is one JSON object.
@@ -187,9 +188,10 @@ def test_docker_compose_up_as_the_readme_says(stack: Stack) -> None:
     _prometheus_sees_every_process(stack)
     _stop_and_start(stack)
     _scale_catalog_to_two(stack)
+    _redis_refused_no_process(stack)
     _crash_under_load(stack, "postgres", (["pg_isready", "-U", "postgres"], "accepting"))
-    # REDISCLI_AUTH is set in the container.
-    _crash_under_load(stack, "redis", (["redis-cli", "ping"], "PONG"))
+    # REDISCLI_AUTH is the admin password in the container.
+    _crash_under_load(stack, "redis", (["redis-cli", "--user", "admin", "ping"], "PONG"))
     _every_log_line_is_json(stack)
 
 
@@ -429,6 +431,29 @@ def _crash_under_load(stack: Stack, service: str, ready: tuple[list[str], str]) 
             f"{service}: {len(answers)} answers, {statuses.count(503)} x 503, "
             f"first 200 sent {first_ok - ready_at:.1f} s after ready"
         )
+
+
+def _redis_refused_no_process(stack: Stack) -> None:
+    """Each process runs as its own Redis ACL user: after registration, login, caches,
+    events, emails, restarts (the append-only file replayed) and scaling, Redis has
+    refused nothing (a refused cache or rate-limit call would only show as a silent
+    fallback). Before the Redis crash: the ACL log lives in memory."""
+    with stack.compose.step("no Redis ACL refusals", "redis"):
+        result = subprocess.run(
+            [
+                "docker",
+                "exec",
+                stack.compose.container_id("redis"),
+                "sh",
+                "-c",
+                "redis-cli --user admin ACL LOG",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0 and "NOPERM" not in result.stdout, result
+        assert result.stdout.strip() == "", f"Redis refused a process: {result.stdout}"
 
 
 def _every_log_line_is_json(stack: Stack) -> None:
