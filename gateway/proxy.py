@@ -10,7 +10,9 @@ connection fails before any response byte; POST and PATCH never are.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -20,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from gateway import metrics
-from gateway.edge_auth import EdgeAuth, is_auth_sensitive
+from gateway.edge_auth import EdgeAuth, is_auth_sensitive, is_hashing
 from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routing import Instance, Route, RoutingTable
@@ -32,6 +34,7 @@ from gateway.upstream import (
     UpstreamPool,
 )
 from services.common import problems
+from services.common.admission import Overloaded
 from services.common.errors import ProblemError
 
 log = logging.getLogger("gateway.proxy")
@@ -44,6 +47,9 @@ UPSTREAM_TIMEOUT = problems.register("upstream-timeout", 504)
 UPSTREAM_UNREACHABLE = problems.register("upstream-unreachable", 502)
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Reads whose rate-limit count runs beside the upstream request instead of before it:
+# a refused read's answer is dropped, and a read changes nothing upstream.
+OVERLAPPED = frozenset({"GET", "HEAD"})
 _STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
 
 
@@ -142,6 +148,27 @@ def _has_header(raw_headers: Any, wanted: bytes) -> bool:
     return any(name.lower() == wanted for name, _ in raw_headers)
 
 
+def _header(raw_headers: Any, wanted: bytes) -> bytes:
+    for name, value in raw_headers:
+        if name.lower() == wanted:
+            return bytes(value)
+    return b""
+
+
+def _check(decision: Decision | None) -> Decision | None:
+    """The decision, or the 429 when it refuses."""
+    if decision is not None and not decision.allowed:
+        headers = {k.decode(): v.decode() for k, v in decision.headers()}
+        headers["Retry-After"] = str(decision.reset_seconds)
+        raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
+    return decision
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" log
+
+
 def _has_dot_segments(path: str) -> bool:
     # "/api/v1/catalog/../users/me" must not be matched as a catalog read.
     if "/." not in path:  # the common case, without splitting
@@ -173,6 +200,10 @@ class Proxy:
         # builds a key under a lock on every call. Both sets are bounded by the table.
         self._durations: dict[tuple[str, str], Any] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
+        # Hashing routes (login, register, password change/reset) whose upstream shed a
+        # request (503 `overloaded` + Retry-After): path -> monotonic time until which
+        # this worker refuses them itself. Bounded by the few hashing paths.
+        self._shed_until: dict[str, float] = {}
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         """Forward a request whose path `route` matched (GatewayEdge matched it already)."""
@@ -188,12 +219,26 @@ class Proxy:
         principal = await self.edge.authenticate(
             method, path, authorization.decode("latin-1") if authorization is not None else None
         )
+        if method == "POST" and self._shed_until:
+            self._refuse_if_shed(path)
         client = scope.get("client")
         ip = client[0] if client else "unknown"
-        decision = await self._rate_limit(
-            method, path, principal.user_id if principal else None, ip
-        )
         body = self._body(scope, receive, seen)
+        decision: Decision | None = None
+        pending: asyncio.Future[Decision | None] | None = None
+        if self.limiter is not None:
+            limit, subject = self.limiter.choose(
+                sensitive=is_auth_sensitive(method, path),
+                user_id=principal.user_id if principal else None,
+                ip=ip,
+            )
+            if method in OVERLAPPED and body is None:
+                # Counted while the upstream answers (one Redis round trip off the
+                # latency); a subject already over its limit never reaches the upstream.
+                _check(self.limiter.blocked(limit, subject))
+                pending = asyncio.ensure_future(self.limiter.hit(limit, subject))
+            else:
+                decision = _check(await self.limiter.hit(limit, subject))
         if principal is not None:
             headers += [
                 ("x-user-id", principal.user_id),
@@ -210,7 +255,13 @@ class Proxy:
         ]
         if b"host" in seen:
             headers.append(("x-forwarded-host", seen[b"host"].decode("latin-1")))
-        await self._forward(scope, send, route, method, headers, body, decision)
+        try:
+            await self._forward(scope, send, route, method, headers, body, decision, pending)
+        finally:
+            if pending is not None and not pending.done():
+                # No answer was sent (upstream failed, client left): the count still
+                # lands; nobody waits for it.
+                pending.add_done_callback(_observe)
 
     def _body(self, scope: Scope, receive: Receive, seen: dict[bytes, bytes]) -> RequestBody | None:
         limit = self.settings.max_body_bytes
@@ -226,20 +277,31 @@ class Proxy:
         chunked = any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
         return RequestBody(receive, limit, self.settings.body_timeout) if chunked else None
 
-    async def _rate_limit(
-        self, method: str, path: str, user_id: str | None, ip: str
-    ) -> Decision | None:
-        if self.limiter is None:
-            return None
-        limit, subject = self.limiter.choose(
-            sensitive=is_auth_sensitive(method, path), user_id=user_id, ip=ip
+    def _refuse_if_shed(self, path: str) -> None:
+        until = self._shed_until.get(path)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._shed_until[path]
+            return
+        metrics.SHED_AT_EDGE.inc()
+        raise Overloaded(
+            "Too many sign-ins and password changes right now; try again later.",
+            max(1, math.ceil(left)),
         )
-        decision = await self.limiter.hit(limit, subject)
-        if decision is not None and not decision.allowed:
-            headers = {k.decode(): v.decode() for k, v in decision.headers()}
-            headers["Retry-After"] = str(decision.reset_seconds)
-            raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
-        return decision
+
+    def _note_shed(self, path: str, raw_headers: Any, body: bytes) -> None:
+        """Auth refused a hashing route for capacity: refuse that route here for the
+        Retry-After it gave, without a trip to auth."""
+        try:
+            problem = json.loads(body)
+            overloaded = problem.get("type") == problems.OVERLOADED.uri
+            retry_after = int(_header(raw_headers, b"retry-after"))
+        except (ValueError, AttributeError, TypeError):
+            return
+        if overloaded and retry_after > 0:
+            self._shed_until[path] = time.monotonic() + retry_after
 
     def _pick(self, route: Route, tried: list[Instance]) -> Instance:
         upstream = route.upstream
@@ -265,6 +327,7 @@ class Proxy:
         headers: list[tuple[str, str]],
         body: RequestBody | None,
         decision: Decision | None,
+        pending: asyncio.Future[Decision | None] | None = None,
     ) -> None:
         assert self.session is not None
         target = scope.get("raw_path") or scope["path"].encode()
@@ -317,6 +380,8 @@ class Proxy:
                 inst.breaker.record_failure()
             else:
                 inst.breaker.record_success()
+            if pending is not None:
+                decision = _check(await pending)  # refused: this answer is dropped
             if status >= 500 and not _content_type(response.raw_headers).startswith(
                 b"application/problem+json"
             ):
@@ -329,9 +394,16 @@ class Proxy:
             out = response_headers(response.raw_headers)
             if decision is not None:
                 out += decision.headers()
-            await send({"type": "http.response.start", "status": status, "headers": out})
             length = response.content_length
-            if method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES:
+            whole = method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES
+            if status == 503 and whole and is_hashing(method, scope["path"]):
+                body_bytes = await response.read()
+                self._note_shed(scope["path"], response.raw_headers, body_bytes)
+                await send({"type": "http.response.start", "status": status, "headers": out})
+                await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
+                return
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            if whole:
                 body_bytes = await response.read()
                 await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
                 return
