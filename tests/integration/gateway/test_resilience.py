@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from gateway.app import create_app
+from services.common import problems
 from tests.integration.gateway.conftest import (
     client_for,
     gateway,
@@ -13,7 +14,6 @@ from tests.integration.gateway.conftest import (
     routes_for,
     serving,
 )
-from services.common import problems
 from tests.integration.gateway.upstream import Behaviour, DroppingServer, Upstream, start_upstream
 from tests.support.infra import Infra
 from tests.support.tokens import bearer, jwks_fetcher, mint
