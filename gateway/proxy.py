@@ -47,9 +47,6 @@ UPSTREAM_TIMEOUT = problems.register("upstream-timeout", 504)
 UPSTREAM_UNREACHABLE = problems.register("upstream-unreachable", 502)
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# Reads whose rate-limit count runs beside the upstream request instead of before it:
-# a refused read's answer is dropped, and a read changes nothing upstream.
-OVERLAPPED = frozenset({"GET", "HEAD"})
 _STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
 
 
@@ -155,20 +152,6 @@ def _header(raw_headers: Any, wanted: bytes) -> bytes:
     return b""
 
 
-def _check(decision: Decision | None) -> Decision | None:
-    """The decision, or the 429 when it refuses."""
-    if decision is not None and not decision.allowed:
-        headers = {k.decode(): v.decode() for k, v in decision.headers()}
-        headers["Retry-After"] = str(decision.reset_seconds)
-        raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
-    return decision
-
-
-def _observe(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: no "exception was never retrieved" log
-
-
 def _has_dot_segments(path: str) -> bool:
     # "/api/v1/catalog/../users/me" must not be matched as a catalog read.
     if "/." not in path:  # the common case, without splitting
@@ -223,22 +206,10 @@ class Proxy:
             self._refuse_if_shed(path)
         client = scope.get("client")
         ip = client[0] if client else "unknown"
+        decision = await self._rate_limit(
+            method, path, principal.user_id if principal else None, ip
+        )
         body = self._body(scope, receive, seen)
-        decision: Decision | None = None
-        pending: asyncio.Future[Decision | None] | None = None
-        if self.limiter is not None:
-            limit, subject = self.limiter.choose(
-                sensitive=is_auth_sensitive(method, path),
-                user_id=principal.user_id if principal else None,
-                ip=ip,
-            )
-            if method in OVERLAPPED and body is None:
-                # Counted while the upstream answers (one Redis round trip off the
-                # latency); a subject already over its limit never reaches the upstream.
-                _check(self.limiter.blocked(limit, subject))
-                pending = asyncio.ensure_future(self.limiter.hit(limit, subject))
-            else:
-                decision = _check(await self.limiter.hit(limit, subject))
         if principal is not None:
             headers += [
                 ("x-user-id", principal.user_id),
@@ -255,13 +226,7 @@ class Proxy:
         ]
         if b"host" in seen:
             headers.append(("x-forwarded-host", seen[b"host"].decode("latin-1")))
-        try:
-            await self._forward(scope, send, route, method, headers, body, decision, pending)
-        finally:
-            if pending is not None and not pending.done():
-                # No answer was sent (upstream failed, client left): the count still
-                # lands; nobody waits for it.
-                pending.add_done_callback(_observe)
+        await self._forward(scope, send, route, method, headers, body, decision)
 
     def _body(self, scope: Scope, receive: Receive, seen: dict[bytes, bytes]) -> RequestBody | None:
         limit = self.settings.max_body_bytes
@@ -276,6 +241,21 @@ class Proxy:
             return RequestBody(receive, limit, self.settings.body_timeout) if length > 0 else None
         chunked = any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
         return RequestBody(receive, limit, self.settings.body_timeout) if chunked else None
+
+    async def _rate_limit(
+        self, method: str, path: str, user_id: str | None, ip: str
+    ) -> Decision | None:
+        if self.limiter is None:
+            return None
+        limit, subject = self.limiter.choose(
+            sensitive=is_auth_sensitive(method, path), user_id=user_id, ip=ip
+        )
+        decision = await self.limiter.hit(limit, subject)
+        if decision is not None and not decision.allowed:
+            headers = {k.decode(): v.decode() for k, v in decision.headers()}
+            headers["Retry-After"] = str(decision.reset_seconds)
+            raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
+        return decision
 
     def _refuse_if_shed(self, path: str) -> None:
         until = self._shed_until.get(path)
@@ -327,7 +307,6 @@ class Proxy:
         headers: list[tuple[str, str]],
         body: RequestBody | None,
         decision: Decision | None,
-        pending: asyncio.Future[Decision | None] | None = None,
     ) -> None:
         assert self.session is not None
         target = scope.get("raw_path") or scope["path"].encode()
@@ -380,8 +359,6 @@ class Proxy:
                 inst.breaker.record_failure()
             else:
                 inst.breaker.record_success()
-            if pending is not None:
-                decision = _check(await pending)  # refused: this answer is dropped
             if status >= 500 and not _content_type(response.raw_headers).startswith(
                 b"application/problem+json"
             ):
@@ -396,17 +373,14 @@ class Proxy:
                 out += decision.headers()
             length = response.content_length
             whole = method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES
-            if status == 503 and whole and is_hashing(method, scope["path"]):
+            if whole:
                 body_bytes = await response.read()
-                self._note_shed(scope["path"], response.raw_headers, body_bytes)
+                if status == 503 and is_hashing(method, scope["path"]):
+                    self._note_shed(scope["path"], response.raw_headers, body_bytes)
                 await send({"type": "http.response.start", "status": status, "headers": out})
                 await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
                 return
             await send({"type": "http.response.start", "status": status, "headers": out})
-            if whole:
-                body_bytes = await response.read()
-                await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
-                return
             if method != "HEAD":
                 async for chunk in response.iter_chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -98,18 +98,16 @@ class RateLimiter:
             return self.user, user_id
         return self.anonymous, ip
 
-    def _key(self, limit: Limit, subject: str) -> str:
+    async def hit(self, limit: Limit, subject: str) -> Decision | None:
+        """Count one request; None when Redis cannot count it (fail open)."""
+        if not self._guard.available:
+            metrics.RATE_LIMIT_UNAVAILABLE.inc()
+            return None
         key = self._keys.get((limit, subject))
         if key is None:
             if len(self._keys) > 10_000:  # bounded, like _blocked
                 self._keys.clear()
             key = self._keys[(limit, subject)] = limit.key(self._prefix, subject)
-        return key
-
-    def blocked(self, limit: Limit, subject: str) -> Decision | None:
-        """The refusal, without a round trip, for a subject already known to be over its
-        limit in this window; None otherwise (the request must still be counted)."""
-        key = self._key(limit, subject)
         until = self._blocked.get(key)
         if until is not None:
             left = until - time.monotonic()
@@ -117,17 +115,6 @@ class RateLimiter:
                 RATE_LIMITED.labels(limit.name).inc()
                 return Decision(False, limit, 0, max(1, math.ceil(left)))
             del self._blocked[key]
-        return None
-
-    async def hit(self, limit: Limit, subject: str) -> Decision | None:
-        """Count one request; None when Redis cannot count it (fail open)."""
-        if not self._guard.available:
-            metrics.RATE_LIMIT_UNAVAILABLE.inc()
-            return None
-        refused = self.blocked(limit, subject)
-        if refused is not None:
-            return refused
-        key = self._key(limit, subject)
         try:
             count, ttl = await self._count(key, limit.window_seconds * 1000)
         except REDIS_ERRORS as exc:

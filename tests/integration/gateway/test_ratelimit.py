@@ -48,9 +48,7 @@ async def test_anonymous_limit_is_shared_by_two_gateways(
         ):
             responses = [await (a if i % 2 == 0 else b).get("/api/v1/catalog/p") for i in range(4)]
             other = await c.get("/api/v1/catalog/p")
-            again = await a.get("/api/v1/catalog/p")
-            reached = upstreams["catalog"].behaviour.count()
-            blocked = await a.get("/api/v1/catalog/p")  # known over: refused locally
+            again = await a.get("/api/v1/catalog/p")  # refused locally, no Redis trip
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
     assert [r.headers["ratelimit-remaining"] for r in responses] == ["2", "1", "0", "0"]
     assert all(r.headers["ratelimit-limit"] == "3" for r in responses)
@@ -61,11 +59,7 @@ async def test_anonymous_limit_is_shared_by_two_gateways(
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert other.status_code == 200
     assert again.status_code == 429 and 1 <= int(again.headers["retry-after"]) <= 60
-    # A read is counted while the upstream answers: a gateway's first read over the limit
-    # reaches it (its answer dropped for the 429); after that one, that gateway refuses
-    # the subject without a trip to Redis or the upstream.
-    assert reached == 6
-    assert blocked.status_code == 429 and upstreams["catalog"].behaviour.count() == reached
+    assert upstreams["catalog"].behaviour.count() == 4  # the 429 never reached it
 
 
 async def test_authenticated_traffic_is_limited_per_user(
@@ -100,8 +94,7 @@ async def test_credential_endpoints_have_a_tighter_limit(
         async with client_for(one) as operator:  # /metrics: operators only (loopback)
             metrics = (await operator.get("/metrics")).text
     assert [r.status_code for r in logins] == [200, 200, 429]
-    # A write is counted before it is sent: the refused one never reached auth.
-    assert upstreams["auth"].behaviour.count("POST", "/login") == 2
+    assert upstreams["auth"].behaviour.count("POST", "/login") == 2  # the 429 never reached it
     assert logins[2].headers["cache-control"] == "no-store"
     assert read.status_code == 200
     assert read.headers["ratelimit-limit"] == "50"
