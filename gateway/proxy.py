@@ -202,13 +202,14 @@ class Proxy:
         principal = await self.edge.authenticate(
             method, path, authorization.decode("latin-1") if authorization is not None else None
         )
-        if method == "POST" and self._shed_until:
-            self._refuse_if_shed(path)
         client = scope.get("client")
         ip = client[0] if client else "unknown"
         decision = await self._rate_limit(
             method, path, principal.user_id if principal else None, ip
         )
+        if method == "POST" and self._shed_until:
+            # After the rate limit: abuse is counted (429) before capacity is (503).
+            self._refuse_if_shed(path)
         body = self._body(scope, receive, seen)
         if principal is not None:
             headers += [
