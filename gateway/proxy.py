@@ -50,6 +50,13 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
 
 
+# How long a worker refuses a hashing route itself after auth shed it: auth's
+# Retry-After is whole seconds (>= 1), but what auth admits starts within its wait budget
+# (AUTH_HASH_MAX_WAIT_MS, 100 ms), so its queue has drained long before. Refusing for
+# the whole Retry-After left the hash pool idle most of each second (logins served in a
+# closed-loop storm: 36/s -> 6/s, docs/performance.md); clients still get Retry-After.
+EDGE_SHED_SECONDS = 0.1
+
 # Bodies up to this size (by Content-Length) are read whole and sent as one ASGI message
 # instead of being streamed chunk by chunk (one pass through the send chain, not two).
 WHOLE_BODY_BYTES = 64 * 1024
@@ -269,7 +276,7 @@ class Proxy:
         metrics.SHED_AT_EDGE.inc()
         raise Overloaded(
             "Too many sign-ins and password changes right now; try again later.",
-            max(1, math.ceil(left)),
+            max(1, math.ceil(left)),  # whole seconds, as auth's own
         )
 
     def _note_shed(self, path: str, raw_headers: Any, body: bytes) -> None:
@@ -282,7 +289,7 @@ class Proxy:
         except (ValueError, AttributeError, TypeError):
             return
         if overloaded and retry_after > 0:
-            self._shed_until[path] = time.monotonic() + retry_after
+            self._shed_until[path] = time.monotonic() + min(retry_after, EDGE_SHED_SECONDS)
 
     def _pick(self, route: Route, tried: list[Instance]) -> Instance:
         upstream = route.upstream

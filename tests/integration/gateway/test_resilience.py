@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from gateway import proxy as proxy_module
 from gateway.app import create_app
 from services.common import problems
 from tests.integration.gateway.conftest import (
@@ -174,11 +177,14 @@ def _shedding(auth: Behaviour, suffix: str, retry_after: str, type_: str) -> Non
 
 
 async def test_a_shed_login_route_is_refused_at_the_gateway_until_retry_after(
-    infra: Infra, upstreams: dict[str, Upstream]
+    infra: Infra, upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Auth sheds a login (503 `overloaded`, Retry-After): the gateway refuses that route
-    itself for Retry-After seconds, with the same problem, without reaching auth;
-    refresh and the other hashing routes keep reaching auth; afterwards logins do too."""
+    itself (for at most Retry-After seconds), with the same problem, without reaching
+    auth; refresh and the other hashing routes keep reaching auth; afterwards logins do
+    too. The edge window is widened to the whole Retry-After so that no step of the test
+    races a 100 ms window on a loaded machine."""
+    monkeypatch.setattr(proxy_module, "EDGE_SHED_SECONDS", 30.0)
     auth = upstreams["auth"].behaviour
     _shedding(auth, "/login", "1", problems.OVERLOADED.uri)
     settings = make_settings(infra, routes_for(upstreams), rate_auth="1000/minute")
