@@ -40,7 +40,7 @@ AUTH_SENSITIVE = (
     _rule("POST", rf"{_AUTH}/(login|register|refresh|password/forgot|verify-email/resend)"),
 )
 # Routes that hash a password (auth's admission gate, docs/performance.md): when auth sheds
-# one, the gateway refuses that route itself for the Retry-After auth gave.
+# one, the gateway refuses that route itself for a moment (proxy.EDGE_SHED_SECONDS).
 HASHING = (_rule("POST", rf"{_AUTH}/(login|register|password/change|password/reset)"),)
 PUBLIC_ROUTES: tuple[PublicRule, ...] = (
     # Each service's public routes are listed in its entry of the service registry.

@@ -35,5 +35,5 @@ RATE_LIMIT_UNAVAILABLE = Counter(
 )
 SHED_AT_EDGE = Counter(
     "gateway_shed_at_edge_total",
-    "Hashing-route requests refused by the gateway while auth's Retry-After ran",
+    "Hashing-route requests refused by the gateway itself just after auth shed the route",
 )

@@ -280,8 +280,8 @@ class Proxy:
         )
 
     def _note_shed(self, path: str, raw_headers: Any, body: bytes) -> None:
-        """Auth refused a hashing route for capacity: refuse that route here for the
-        Retry-After it gave, without a trip to auth."""
+        """Auth refused a hashing route for capacity: refuse that route here, without a
+        trip to auth, for EDGE_SHED_SECONDS (never longer than the Retry-After it gave)."""
         try:
             problem = json.loads(body)
             overloaded = problem.get("type") == problems.OVERLOADED.uri
