@@ -39,6 +39,9 @@ _AUTH = "/api/v1/auth"
 AUTH_SENSITIVE = (
     _rule("POST", rf"{_AUTH}/(login|register|refresh|password/forgot|verify-email/resend)"),
 )
+# Routes that hash a password (auth's admission gate, docs/performance.md): when auth sheds
+# one, the gateway refuses that route itself for a moment (proxy.EDGE_SHED_SECONDS).
+HASHING = (_rule("POST", rf"{_AUTH}/(login|register|password/change|password/reset)"),)
 PUBLIC_ROUTES: tuple[PublicRule, ...] = (
     # Each service's public routes are listed in its entry of the service registry.
     *(_rule(route.methods, route.path) for route in registry.PUBLIC_ROUTES),
@@ -58,6 +61,7 @@ def _by_method(rules: tuple[PublicRule, ...]) -> dict[str, re.Pattern[str]]:
 
 _PUBLIC = _by_method(PUBLIC_ROUTES)
 _AUTH_SENSITIVE = _by_method(AUTH_SENSITIVE)
+_HASHING = _by_method(HASHING)
 
 
 def is_public(method: str, path: str) -> bool:
@@ -88,3 +92,8 @@ class EdgeAuth:
                 return None
             raise problems.unauthorized("A bearer access token is required.", error=None)
         return await authenticate_token(self.verifier, self.redis, token)
+
+
+def is_hashing(method: str, path: str) -> bool:
+    pattern = _HASHING.get(method)
+    return pattern is not None and pattern.fullmatch(path) is not None

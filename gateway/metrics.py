@@ -33,3 +33,7 @@ RATE_LIMIT_UNAVAILABLE = Counter(
     "gateway_rate_limit_unavailable_total",
     "Requests let through unlimited because Redis could not count them (fail open)",
 )
+SHED_AT_EDGE = Counter(
+    "gateway_shed_at_edge_total",
+    "Hashing-route requests refused by the gateway itself just after auth shed the route",
+)

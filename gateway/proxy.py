@@ -10,7 +10,9 @@ connection fails before any response byte; POST and PATCH never are.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -20,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from gateway import metrics
-from gateway.edge_auth import EdgeAuth, is_auth_sensitive
+from gateway.edge_auth import EdgeAuth, is_auth_sensitive, is_hashing
 from gateway.headers import request_headers, response_headers
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routing import Instance, Route, RoutingTable
@@ -32,6 +34,7 @@ from gateway.upstream import (
     UpstreamPool,
 )
 from services.common import problems
+from services.common.admission import Overloaded
 from services.common.errors import ProblemError
 
 log = logging.getLogger("gateway.proxy")
@@ -46,6 +49,13 @@ UPSTREAM_UNREACHABLE = problems.register("upstream-unreachable", 502)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _STATUS_CLASS = {c: f"{c}xx" for c in range(1, 6)}
 
+
+# How long a worker refuses a hashing route itself after auth shed it: auth's
+# Retry-After is whole seconds (>= 1), but what auth admits starts within its wait budget
+# (AUTH_HASH_MAX_WAIT_MS, 100 ms), so its queue has drained long before. Refusing for
+# the whole Retry-After left the hash pool idle most of each second (logins served in a
+# closed-loop storm: 36/s -> 6/s, docs/performance.md); clients still get Retry-After.
+EDGE_SHED_SECONDS = 0.1
 
 # Bodies up to this size (by Content-Length) are read whole and sent as one ASGI message
 # instead of being streamed chunk by chunk (one pass through the send chain, not two).
@@ -142,6 +152,13 @@ def _has_header(raw_headers: Any, wanted: bytes) -> bool:
     return any(name.lower() == wanted for name, _ in raw_headers)
 
 
+def _header(raw_headers: Any, wanted: bytes) -> bytes:
+    for name, value in raw_headers:
+        if name.lower() == wanted:
+            return bytes(value)
+    return b""
+
+
 def _has_dot_segments(path: str) -> bool:
     # "/api/v1/catalog/../users/me" must not be matched as a catalog read.
     if "/." not in path:  # the common case, without splitting
@@ -173,6 +190,10 @@ class Proxy:
         # builds a key under a lock on every call. Both sets are bounded by the table.
         self._durations: dict[tuple[str, str], Any] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
+        # Hashing routes (login, register, password change/reset) whose upstream shed a
+        # request (503 `overloaded` + Retry-After): path -> monotonic time until which
+        # this worker refuses them itself. Bounded by the few hashing paths.
+        self._shed_until: dict[str, float] = {}
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         """Forward a request whose path `route` matched (GatewayEdge matched it already)."""
@@ -193,6 +214,9 @@ class Proxy:
         decision = await self._rate_limit(
             method, path, principal.user_id if principal else None, ip
         )
+        if method == "POST" and self._shed_until:
+            # After the rate limit: abuse is counted (429) before capacity is (503).
+            self._refuse_if_shed(path)
         body = self._body(scope, receive, seen)
         if principal is not None:
             headers += [
@@ -240,6 +264,32 @@ class Proxy:
             headers["Retry-After"] = str(decision.reset_seconds)
             raise problems.RATE_LIMITED("Too many requests; try again later.", headers=headers)
         return decision
+
+    def _refuse_if_shed(self, path: str) -> None:
+        until = self._shed_until.get(path)
+        if until is None:
+            return
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._shed_until[path]
+            return
+        metrics.SHED_AT_EDGE.inc()
+        raise Overloaded(
+            "Too many sign-ins and password changes right now; try again later.",
+            max(1, math.ceil(left)),  # whole seconds, as auth's own
+        )
+
+    def _note_shed(self, path: str, raw_headers: Any, body: bytes) -> None:
+        """Auth refused a hashing route for capacity: refuse that route here, without a
+        trip to auth, for EDGE_SHED_SECONDS (never longer than the Retry-After it gave)."""
+        try:
+            problem = json.loads(body)
+            overloaded = problem.get("type") == problems.OVERLOADED.uri
+            retry_after = int(_header(raw_headers, b"retry-after"))
+        except (ValueError, AttributeError, TypeError):
+            return
+        if overloaded and retry_after > 0:
+            self._shed_until[path] = time.monotonic() + min(retry_after, EDGE_SHED_SECONDS)
 
     def _pick(self, route: Route, tried: list[Instance]) -> Instance:
         upstream = route.upstream
@@ -329,12 +379,16 @@ class Proxy:
             out = response_headers(response.raw_headers)
             if decision is not None:
                 out += decision.headers()
-            await send({"type": "http.response.start", "status": status, "headers": out})
             length = response.content_length
-            if method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES:
+            whole = method != "HEAD" and length is not None and length <= WHOLE_BODY_BYTES
+            if whole:
                 body_bytes = await response.read()
+                if status == 503 and is_hashing(method, scope["path"]):
+                    self._note_shed(scope["path"], response.raw_headers, body_bytes)
+                await send({"type": "http.response.start", "status": status, "headers": out})
                 await send({"type": "http.response.body", "body": body_bytes, "more_body": False})
                 return
+            await send({"type": "http.response.start", "status": status, "headers": out})
             if method != "HEAD":
                 async for chunk in response.iter_chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -217,6 +217,12 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
             for name, factory, env in (
                 ("gateway (full)", "gateway.app:create_app()", gateway_env),
                 (
+                    # What the rate-limit count costs the latency (it overlaps reads).
+                    "gateway, no rate limit",
+                    "gateway.app:create_app()",
+                    {**gateway_env, "GATEWAY_RATE_LIMIT_ENABLED": "false"},
+                ),
+                (
                     "bare proxy, aiohttp",
                     "tools.bench.gateway_bench:aiohttp_proxy_app()",
                     proxied_env,

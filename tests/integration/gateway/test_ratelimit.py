@@ -94,6 +94,7 @@ async def test_credential_endpoints_have_a_tighter_limit(
         async with client_for(one) as operator:  # /metrics: operators only (loopback)
             metrics = (await operator.get("/metrics")).text
     assert [r.status_code for r in logins] == [200, 200, 429]
+    assert upstreams["auth"].behaviour.count("POST", "/login") == 2  # the 429 never reached it
     assert logins[2].headers["cache-control"] == "no-store"
     assert read.status_code == 200
     assert read.headers["ratelimit-limit"] == "50"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from gateway import proxy as proxy_module
 from gateway.app import create_app
+from services.common import problems
 from tests.integration.gateway.conftest import (
     client_for,
     gateway,
@@ -13,7 +17,7 @@ from tests.integration.gateway.conftest import (
     routes_for,
     serving,
 )
-from tests.integration.gateway.upstream import DroppingServer, Upstream, start_upstream
+from tests.integration.gateway.upstream import Behaviour, DroppingServer, Upstream, start_upstream
 from tests.support.infra import Infra
 from tests.support.tokens import bearer, jwks_fetcher, mint
 
@@ -163,6 +167,60 @@ async def test_an_upstream_shedding_load_does_not_open_the_circuit(
         assert (await client.get("/api/v1/catalog/x")).status_code == 200
         metrics = (await client.get("/metrics")).text
         assert _gauge(metrics, "gateway_circuit_state", upstreams["catalog"].url) == "0.0"
+
+
+def _shedding(auth: Behaviour, suffix: str, retry_after: str, type_: str) -> None:
+    auth.fail_status = 503
+    auth.fail_suffix = suffix
+    auth.fail_headers = {"content-type": "application/problem+json", "retry-after": retry_after}
+    auth.fail_body = {"type": type_, "title": "Service Unavailable", "status": 503}
+
+
+async def test_a_shed_login_route_is_refused_at_the_gateway_until_retry_after(
+    infra: Infra, upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Auth sheds a login (503 `overloaded`, Retry-After): the gateway refuses that route
+    itself (for at most Retry-After seconds), with the same problem, without reaching
+    auth; refresh and the other hashing routes keep reaching auth; afterwards logins do
+    too. The edge window is widened to the whole Retry-After so that no step of the test
+    races a 100 ms window on a loaded machine."""
+    monkeypatch.setattr(proxy_module, "EDGE_SHED_SECONDS", 30.0)
+    auth = upstreams["auth"].behaviour
+    _shedding(auth, "/login", "1", problems.OVERLOADED.uri)
+    settings = make_settings(infra, routes_for(upstreams), rate_auth="1000/minute")
+    async with gateway(settings) as client:
+        first = await client.post("/api/v1/auth/login", json={})
+        assert first.status_code == 503 and auth.count("POST", "/login") == 1
+        refused = await client.post("/api/v1/auth/login", json={})
+        assert auth.count("POST", "/login") == 1  # answered by the gateway
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == problems.OVERLOADED.uri
+        assert refused.json()["instance"] == "/api/v1/auth/login"
+        assert int(refused.headers["retry-after"]) == 1
+        refresh = await client.post("/api/v1/auth/refresh", json={})
+        register = await client.post("/api/v1/auth/register", json={})
+        assert (refresh.status_code, auth.count("POST", "/refresh")) == (200, 1)
+        assert (register.status_code, auth.count("POST", "/register")) == (200, 1)
+        metrics = (await client.get("/metrics")).text
+        assert "gateway_shed_at_edge_total 1.0" in metrics
+        auth.fail_status = None
+        await asyncio.sleep(1.1)  # the Retry-After auth gave has passed
+        again = await client.post("/api/v1/auth/login", json={})
+        assert again.status_code == 200 and auth.count("POST", "/login") == 2
+
+
+async def test_a_503_that_is_not_a_shed_does_not_close_the_login_route(
+    infra: Infra, upstreams: dict[str, Upstream]
+) -> None:
+    """Auth's other 503s (Redis down) are not capacity: every login still reaches it."""
+    auth = upstreams["auth"].behaviour
+    _shedding(auth, "/login", "2", "about:blank")
+    settings = make_settings(infra, routes_for(upstreams), rate_auth="1000/minute")
+    async with gateway(settings) as client:
+        answers = [await client.post("/api/v1/auth/login", json={}) for _ in range(3)]
+    assert [r.status_code for r in answers] == [503] * 3
+    assert auth.count("POST", "/login") == 3
 
 
 async def test_round_robin_and_unhealthy_instance_skipped(

@@ -33,6 +33,8 @@ class Behaviour:
     hits: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     fail_status: int | None = None  # answer every API call with this status
     fail_headers: dict[str, str] = field(default_factory=dict)  # ...and these headers
+    fail_body: dict[str, Any] | None = None  # ...and this JSON body ({"failing": true})
+    fail_suffix: str = ""  # ...only for paths ending with this
     healthy: bool = True
 
     def count(self, method: str | None = None, suffix: str = "") -> int:
@@ -55,9 +57,11 @@ def build_app(behaviour: Behaviour, prefix: str) -> FastAPI:
     @app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
     async def echo(path: str, request: Request) -> Response:
         behaviour.hits.append((request.method, request.url.path))
-        if behaviour.fail_status is not None:
+        if behaviour.fail_status is not None and request.url.path.endswith(behaviour.fail_suffix):
             return JSONResponse(
-                {"failing": True}, status_code=behaviour.fail_status, headers=behaviour.fail_headers
+                behaviour.fail_body or {"failing": True},
+                status_code=behaviour.fail_status,
+                headers=behaviour.fail_headers,
             )
         last = request.url.path.rsplit("/", 1)[-1]
         if last == "slow":
