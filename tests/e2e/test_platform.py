@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.infra import Infra
+from tests.support.polling import eventually_sync
 from tools.devstack.embedded import free_port
 from tools.devstack.processes import ProcessSpec, Supervisor, pid_alive
 from tools.devstack.stack import DEFAULT_PORTS, GUNICORN_CONF, ROOT, StackConfig, available
@@ -226,8 +227,10 @@ def test_devstack_starts_with_embedded_servers_and_stops_on_ctrl_c(tmp_path: Pat
             except subprocess.TimeoutExpired:
                 proc.kill()
         output.close()
-    gone_deadline = time.monotonic() + 5
-    while time.monotonic() < gone_deadline and any(map(pid_alive, children | {postmaster})):
-        time.sleep(0.1)
-    assert not [pid for pid in children | {postmaster} if pid_alive(pid)]
+    eventually_sync(
+        lambda: not any(map(pid_alive, children | {postmaster})),
+        timeout=5,
+        interval=0.1,
+        what="every process of the stack gone",
+    )
     assert not any(_healthy(f"http://127.0.0.1:{ports[n]}/healthz") for n in targets)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from types import TracebackType
 
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.auth.admin import create_admin
 from services.auth.passwords import PasswordHasher
 from services.common.db import asyncpg_url, session_factory
+from tests.support.polling import until_status
 from tests.support.stack import Stack
 from tools.devstack.smtp_sink import body_text
 
@@ -125,7 +125,4 @@ class Credentials:
         """The users service builds the profile from `user.registered`: wait for it, or
         the first examples of /users/me meet an account that is still arriving."""
         headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 15
-        while self.client.get("/api/v1/users/me", headers=headers).status_code != 200:
-            assert time.monotonic() < deadline, "the users service never built the profile"
-            time.sleep(0.1)
+        until_status(lambda: self.client.get("/api/v1/users/me", headers=headers), 200, timeout=15)

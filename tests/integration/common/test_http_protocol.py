@@ -14,6 +14,7 @@ import uvicorn
 
 from services.common.http_protocol import HttpProtocol, JoinedWrites
 from tests.integration.gateway.upstream import free_port
+from tests.support.polling import eventually
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -44,8 +45,7 @@ async def serving() -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, interval=0.01, what="server started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
