@@ -74,12 +74,17 @@ def invalidate_after_commit(session: AsyncSession, cache: Cache, user_id: uuid.U
 async def ensure_profile(session: AsyncSession, principal: Principal) -> None:
     """Create the profile from the token's claims if the registration event has not
     arrived yet (race-safe: ON CONFLICT DO NOTHING). The email comes with the event."""
-    now = utcnow()
     role = principal.role if principal.role in ("user", "admin") else "user"
-    stmt = (
+    await _create_profile_if_missing(session, principal_id(principal), role)
+
+
+async def _create_profile_if_missing(session: AsyncSession, user_id: uuid.UUID, role: str) -> None:
+    """A profile before its registration event (which then fills in the email)."""
+    now = utcnow()
+    await session.exec(
         insert(Profile)
         .values(
-            id=principal_id(principal),
+            id=user_id,
             display_name="",
             role=role,
             status="active",
@@ -89,7 +94,6 @@ async def ensure_profile(session: AsyncSession, principal: Principal) -> None:
         )
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    await session.exec(stmt)
 
 
 async def upsert_registered(
@@ -124,20 +128,7 @@ async def apply_role(session: AsyncSession, user_id: uuid.UUID, role: str) -> bo
     if profile is None:
         # The change overtook `user.registered` (another stream): create the profile with
         # its role now; the registration then fills in the email and keeps the role.
-        now = utcnow()
-        await session.exec(
-            insert(Profile)
-            .values(
-                id=user_id,
-                display_name="",
-                role=role,
-                status="active",
-                created_at=now,
-                updated_at=now,
-                version=1,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
+        await _create_profile_if_missing(session, user_id, role)
         return True
     if profile.status == "deleted" or profile.role == role:
         return False
