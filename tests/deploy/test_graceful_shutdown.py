@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,32 +15,12 @@ import aiohttp
 import pytest
 
 from tests.deploy.support import DEPLOY, ROOT
+from tests.support.polling import process_answering
+from tools.devstack.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 GRACEFUL_TIMEOUT = 10
 CONCURRENCY = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_until_up(
-    session: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "gunicorn exited at start"
-        try:
-            async with session.get(f"{base}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("gunicorn did not start")
 
 
 async def test_sigterm_under_load_drops_no_request(tmp_path: Path) -> None:
@@ -73,7 +52,7 @@ async def test_sigterm_under_load_drops_no_request(tmp_path: Path) -> None:
     try:
         connector = aiohttp.TCPConnector(limit=CONCURRENCY, force_close=False)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await wait_until_up(session, base, proc)
+            await process_answering(f"{base}/healthz", proc)
             # Open the keep-alive connections first, so the slow requests reuse them.
             warm = await asyncio.gather(
                 *(session.get(f"{base}/healthz") for _ in range(CONCURRENCY))

@@ -25,7 +25,7 @@ import pytest
 from services.common.migrate import upgrade_all
 from tests.integration.gateway.upstream import Upstream, free_port, start_upstream
 from tests.support.infra import Infra, recreate_database, with_database
-from tests.support.polling import eventually
+from tests.support.polling import process_answering
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("infra")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,16 +73,7 @@ async def gunicorn(app: str, env: dict[str, str], tmp: Path) -> AsyncIterator[st
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(trust_env=False) as client:
-
-                async def started() -> bool:
-                    assert proc.poll() is None, log_path.read_text()[-3000:]
-                    try:
-                        return (await client.get(f"{base}/healthz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                await eventually(started, timeout=40, interval=0.2, what="gunicorn started")
+            await process_answering(f"{base}/healthz", proc, log=log_path, timeout=40)
             yield base
         finally:
             proc.terminate()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -74,3 +76,20 @@ def until_status(
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {last[0].status_code} {last[0].text[:500]}") from None
     return last[0]
+
+
+async def process_answering(
+    url: str, proc: subprocess.Popen[bytes], *, log: Path | None = None, timeout: float = 30.0
+) -> None:
+    """Wait until a server process the test started answers 200 at `url`; fail at once,
+    with the tail of its log, if it exits instead."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+
+        async def answering() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:] if log else "the process exited"
+            try:
+                return (await client.get(url)).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(answering, timeout=timeout, interval=0.2, what=f"{url} answering 200")

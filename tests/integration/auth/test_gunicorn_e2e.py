@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,12 @@ import pytest
 
 from services.common.migrate import upgrade_all
 from tests.support.infra import Infra, _dsn, recreate_database, with_database
-from tests.support.polling import eventually
+from tests.support.polling import process_answering
+from tools.devstack.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("infra")]
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -68,16 +62,7 @@ async def gunicorn(infra: Infra, tmp_path: Path) -> AsyncIterator[tuple[str, str
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
-
-            async def ready() -> bool:
-                assert proc.poll() is None, log_path.read_text()[-2000:]
-                try:
-                    return (await client.get(f"{base}/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, timeout=30, interval=0.2, what="gunicorn ready")
+        await process_answering(f"{base}/readyz", proc, log=log_path)
         yield base, database_url
     finally:
         proc.terminate()
