@@ -3,16 +3,15 @@ from clients/package-lock.json, both generators) once per session, and Node."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.stack import Stack
-from tools.devstack.stack import ROOT, common_env
+from tools.devstack.demo import run_module
+from tools.devstack.stack import ROOT
 
 CLIENTS = ROOT / "clients"
 MAKE_TIMEOUT = 240  # npm ci (from its cache when warm), a venv for the Python generator
@@ -41,24 +40,10 @@ def generated_clients() -> Path:
 
 def create_admin(stack: Stack, email: str, password: str) -> None:
     """An admin account in the stack's database, by the operator command."""
-    env = {**os.environ, **common_env(stack.config, "auth")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.auth.manage",
-            "create-admin",
-            "--email",
-            email,
-            "--password-stdin",
-        ],
-        input=password + "\n",
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_module(
+        stack.config,
+        "auth",
+        ["services.auth.manage", "create-admin", "--email", email, "--password-stdin"],
+        stdin=password + "\n",
     )
     assert done.returncode == 0, done.stderr

@@ -45,11 +45,11 @@ def refuse_outside_development(environment: str) -> None:
         )
 
 
-def _run(
+def run_module(
     config: StackConfig, service: str, args: list[str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m services.<service>.<args...>` with the environment the service itself
-    gets (database, secrets, its own settings)."""
+    """`python -m <args...>` (an operator command or a tool) with the environment the
+    service itself gets (database, secrets, its own settings)."""
     env = {**os.environ, **common_env(config, service)}
     env.pop("PROMETHEUS_MULTIPROC_DIR")  # a one-off command keeps its metrics in memory
     return subprocess.run(  # noqa: S603 - our own module, our own arguments
@@ -67,7 +67,7 @@ def seed_catalog(config: StackConfig, products: int) -> None:
     """Categories and `products` products (tools.devstack.seed; idempotent)."""
     refuse_outside_development(config.environment)
     log.info("seeding demo categories and %d products", products)
-    done = _run(config, "catalog", ["tools.devstack.seed", "--products", str(products)])
+    done = run_module(config, "catalog", ["tools.devstack.seed", "--products", str(products)])
     if done.returncode != 0:
         raise RuntimeError(f"seeding the catalog failed:\n{done.stderr[-2000:]}")
 
@@ -79,7 +79,7 @@ def ensure_admin(config: StackConfig) -> DemoAdmin:
     path = config.data_dir / ADMIN_FILE
     known = _read(path)
     password = known or secrets.token_urlsafe(18)
-    done = _run(
+    done = run_module(
         config,
         "auth",
         ["services.auth.manage", "create-admin", "--email", ADMIN_EMAIL, "--password-stdin"],
