@@ -184,7 +184,7 @@ class Stack:
         """The admin of the write scenarios, made with auth's own management command
         (not AUTH_BOOTSTRAP_*: two workers racing to create it crash one of them)."""
         env = self.env("auth")
-        env.pop("PROMETHEUS_MULTIPROC_DIR")  # only gunicorn creates that directory
+        env.pop("PROMETHEUS_MULTIPROC_DIR")  # a one-off command keeps its metrics in memory
         done = subprocess.run(
             [
                 sys.executable,
