@@ -26,6 +26,7 @@ import httpx
 
 from tools.bench import generators
 from tools.bench.loadspec import Load, Req, Result
+from tools.devstack.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -124,18 +125,10 @@ def httpx_proxy_app() -> Asgi:
 # --- running them -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Proc:
     def __init__(self, name: str, factory: str, env: dict[str, str], workdir: Path) -> None:
         self.name = name
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {
             **os.environ,
