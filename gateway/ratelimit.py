@@ -1,8 +1,17 @@
 """Rate limits in Redis, shared by every worker and every gateway replica.
 
-Fixed windows counted by one atomic Lua script (INCR + PEXPIRE + PTTL: one round trip).
+Fixed windows counted by one atomic Lua script (INCRBY + PEXPIRE + PTTL: one round trip).
 Credential endpoints get a tighter per-IP limit, authenticated traffic a per-user
 limit, anonymous traffic a per-IP limit.
+
+Leased counts: a worker counts a subject's first request of a window alone (exact for a
+light client), then takes the next hits in blocks from Redis - twice the last block, at
+most LEASE_MAX and at most 1/LEASE_SHARE of what the window has left - and spends them
+locally, so a busy subject costs one round trip per block instead of one per request.
+Redis grants a block only up to the limit, so a window never admits more than the limit
+across every worker and replica; what a worker leased and did not spend is lost to that
+subject for the window (a busy client may be refused a few requests early), and the
+shrinking blocks keep that small near the limit (docs/gateway.md, *Rate limits*).
 
 Redis down: fail OPEN (the request goes through unlimited), with a log line and the
 gateway_rate_limit_unavailable_total metric, and Redis is skipped for a short cooldown
@@ -12,6 +21,7 @@ so requests do not each wait for a socket timeout. Authentication fails closed a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -29,6 +39,9 @@ __all__ = ["CLIENT_NAME", "Decision", "Limit", "RateLimiter"]
 
 CLIENT_NAME = "gateway-ratelimit"  # the lean connection's name in CLIENT LIST
 _SCRIPT = FIXED_WINDOW_HIT.encode()
+LEASE_MAX = 32  # the largest block of hits one worker takes at once
+LEASE_SHARE = 16  # a block is at most this fraction of what the window has left
+MAX_SUBJECTS = 10_000  # subjects remembered per worker (bounded under a distributed flood)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,18 @@ class Decision:
         ]
 
 
+@dataclass(slots=True)
+class _Lease:
+    """One subject's hits under one limit, as this worker knows them for one window."""
+
+    key: str
+    until: float = 0.0  # the window's end (monotonic); nothing below holds after it
+    tokens: int = 0  # hits leased from Redis and not yet spent here
+    block: int = 0  # the last block asked for (the next asks twice as many)
+    left: int = 0  # what the window had left in Redis after the last block
+    asking: asyncio.Event | None = None  # set when the block in flight has come back
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -60,8 +85,10 @@ class RateLimiter:
         # The one fast path (services/common/leanredis.py, REDIS_LEAN), else redis-py.
         self._redis = redis
         self._lean = LeanRedis.for_client(redis, client_name=CLIENT_NAME)
-        # Keys per (limit, subject): a sha256 and an f-string per request otherwise.
-        self._keys: dict[tuple[Limit, str], str] = {}
+        # Per (limit, subject): its key (a sha256 and an f-string per request otherwise)
+        # and its lease. A subject refused in this window is refused here until the
+        # window resets: a flood from one client costs no Redis round trips.
+        self._leases: dict[tuple[Limit, str], _Lease] = {}
         for limit in (anonymous, user, auth):  # series at 0 from the start, for rate()
             RATE_LIMITED.labels(limit.name)
         self.anonymous = anonymous
@@ -69,20 +96,18 @@ class RateLimiter:
         self.auth = auth
         self._prefix = prefix
         self._guard = guard or RedisGuard(cooldown=2.0)
-        # Subjects already over their limit, refused locally until the window resets:
-        # a flood from one client costs no Redis round trips.
-        self._blocked: dict[str, float] = {}
 
     async def close(self) -> None:
         if self._lean is not None:
             await self._lean.close()
 
-    async def _count(self, key: str, window_ms: int) -> tuple[int, int]:
-        """(count in the window, milliseconds left in it): one script, one round trip."""
+    async def _count(self, key: str, window_ms: int, hits: int = 1) -> tuple[int, int]:
+        """(count in the window after adding `hits`, milliseconds left in it): one
+        script, one round trip."""
         if self._lean is not None:
-            reply = await self._lean.eval(_SCRIPT, key, window_ms)
+            reply = await self._lean.eval(_SCRIPT, key, window_ms, hits)
         else:
-            reply = await self._redis.eval(FIXED_WINDOW_HIT, 1, key, window_ms)
+            reply = await self._redis.eval(FIXED_WINDOW_HIT, 1, key, window_ms, hits)
         if (
             not isinstance(reply, list)
             or len(reply) != 2
@@ -98,36 +123,71 @@ class RateLimiter:
             return self.user, user_id
         return self.anonymous, ip
 
+    def _lease(self, limit: Limit, subject: str) -> _Lease:
+        lease = self._leases.get((limit, subject))
+        if lease is None:
+            if len(self._leases) >= MAX_SUBJECTS:
+                self._leases.clear()
+            lease = self._leases[(limit, subject)] = _Lease(limit.key(self._prefix, subject))
+        return lease
+
     async def hit(self, limit: Limit, subject: str) -> Decision | None:
         """Count one request; None when Redis cannot count it (fail open)."""
-        if not self._guard.available:
-            metrics.RATE_LIMIT_UNAVAILABLE.inc()
-            return None
-        key = self._keys.get((limit, subject))
-        if key is None:
-            if len(self._keys) > 10_000:  # bounded, like _blocked
-                self._keys.clear()
-            key = self._keys[(limit, subject)] = limit.key(self._prefix, subject)
-        until = self._blocked.get(key)
-        if until is not None:
-            left = until - time.monotonic()
-            if left > 0:
-                RATE_LIMITED.labels(limit.name).inc()
-                return Decision(False, limit, 0, max(1, math.ceil(left)))
-            del self._blocked[key]
+        lease = self._lease(limit, subject)
+        while True:
+            if not self._guard.available:
+                metrics.RATE_LIMIT_UNAVAILABLE.inc()
+                return None
+            now = time.monotonic()
+            if lease.until > now:
+                if lease.tokens > 0:  # spent locally: no round trip
+                    lease.tokens -= 1
+                    left = lease.until - now
+                    return Decision(True, limit, lease.left + lease.tokens, _seconds(left))
+                if lease.left == 0:  # refused in this window already: no round trip either
+                    RATE_LIMITED.labels(limit.name).inc()
+                    return Decision(False, limit, 0, _seconds(lease.until - now))
+            if lease.asking is None:
+                break
+            # One block in flight per subject and worker: concurrent requests wait for it
+            # instead of each leasing a block (and stranding most of it).
+            await lease.asking.wait()
+        if lease.until > now:
+            ask = max(1, min(LEASE_MAX, 2 * lease.block, lease.left // LEASE_SHARE))
+        else:
+            ask = 1
+        asking = lease.asking = asyncio.Event()
         try:
-            count, ttl = await self._count(key, limit.window_seconds * 1000)
+            return await self._take(lease, limit, ask)
+        finally:
+            lease.asking = None
+            asking.set()
+
+    async def _take(self, lease: _Lease, limit: Limit, ask: int) -> Decision | None:
+        """Ask Redis for a block of `ask` hits; spend one on this request."""
+        window_ms = limit.window_seconds * 1000
+        try:
+            count, ttl = await self._count(lease.key, window_ms, ask)
         except REDIS_ERRORS as exc:
             self._guard.failed(exc)  # logs once per cooldown, not per request
             metrics.RATE_LIMIT_UNAVAILABLE.inc()
             return None
         self._guard.succeeded()
-        reset = max(1, math.ceil((ttl if ttl > 0 else limit.window_seconds * 1000) / 1000))
-        allowed = count <= limit.amount
-        decision = Decision(allowed, limit, max(0, limit.amount - count), reset)
-        if not allowed:
+        # What Redis granted: the part of this block still under the limit.
+        granted = max(0, min(ask, limit.amount - (count - ask)))
+        now = time.monotonic()
+        left_s = (ttl if ttl > 0 else window_ms) / 1000
+        if count == ask or lease.until <= now:
+            lease.tokens = 0  # a new window: what was leased in the old one is gone
+        lease.until = now + left_s
+        lease.block = ask
+        lease.left = max(0, limit.amount - count)
+        if granted == 0:
             RATE_LIMITED.labels(limit.name).inc()
-            if len(self._blocked) > 10_000:  # bounded memory under a distributed flood
-                self._blocked.clear()
-            self._blocked[key] = time.monotonic() + (ttl / 1000 if ttl > 0 else reset)
-        return decision
+            return Decision(False, limit, 0, _seconds(left_s))
+        lease.tokens += granted - 1  # one is this request's
+        return Decision(True, limit, lease.left + lease.tokens, _seconds(left_s))
+
+
+def _seconds(left: float) -> int:
+    return max(1, math.ceil(left))

@@ -1,7 +1,8 @@
 """Fixed-window rate limits in Redis: what the gateway's and auth's limiters share.
 
-One Lua script counts a hit atomically (INCR + PEXPIRE + PTTL: one round trip); keys hold
-a hash of the subject (an IP, a user id, an email), never the subject itself.
+One Lua script counts hits atomically (INCRBY + PEXPIRE + PTTL: one round trip; ARGV[2],
+the number of hits, defaults to 1); keys hold a hash of the subject (an IP, a user id,
+an email), never the subject itself.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from limits import parse
 
 FIXED_WINDOW_HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local hits = tonumber(ARGV[2] or 1)
+local n = redis.call('INCRBY', KEYS[1], hits)
+if n == hits then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 return {n, ttl}
 """

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> Report:
             depth=max(100, min(100_000, args.products // 4)),
             sql_runs=20 if args.smoke else 300,
             mix_rates=[20, 40] if args.smoke else [100, 250, 500, 1000, 1500, 2000, 3000],
-            storm_pairs=1 if args.smoke else 3,
+            pairs=1 if args.smoke else 3,
         )
         for run in _chosen(args.only):
             run(ctx)

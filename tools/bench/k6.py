@@ -46,10 +46,12 @@ for (const kind of CFG.kinds) {
 
 const scenarios = {};
 for (const [name, f] of Object.entries(CFG.flows)) {
-  scenarios[name] = {
-    executor: 'constant-arrival-rate', exec: 'flow', rate: f.rate, timeUnit: '1s',
-    duration: `${f.duration}s`, preAllocatedVUs: f.vus, maxVUs: f.max_vus,
-  };
+  scenarios[name] = f.closed
+    ? { executor: 'constant-vus', exec: 'flow', vus: f.vus, duration: `${f.duration}s` }
+    : {
+      executor: 'constant-arrival-rate', exec: 'flow', rate: f.rate, timeUnit: '1s',
+      duration: `${f.duration}s`, preAllocatedVUs: f.vus, maxVUs: f.max_vus,
+    };
 }
 export const options = {
   scenarios,
@@ -115,6 +117,9 @@ class Flow:
     reqs: list[K6Req]
     vus: int = 50
     max_vus: int = 400
+    # Closed loop instead (k6 `constant-vus`): `vus` VUs each send the next request when
+    # the previous answer came; `rate` is ignored. For a capacity as k6 can drive it.
+    closed: bool = False
 
 
 @dataclass
@@ -176,6 +181,7 @@ def run(base: str, flows: dict[str, Flow], duration: float, *, timeout: float = 
                 "duration": max(1, round(duration)),
                 "vus": f.vus,
                 "max_vus": f.max_vus,
+                "closed": f.closed,
                 "reqs": [
                     {**r.__dict__, "expect": list(r.expect), "headers": r.headers} for r in f.reqs
                 ],
