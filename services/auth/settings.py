@@ -64,7 +64,9 @@ class AuthSettings(CommonSettings):
     argon2_time_cost: int = Field(default=2, ge=1, validation_alias=_alias("argon2_time_cost"))
     argon2_parallelism: int = Field(default=1, ge=1, validation_alias=_alias("argon2_parallelism"))
     # Password hashes run at once per worker (each holds argon2_memory_kib); more wait.
-    hash_concurrency: int = Field(default=4, ge=1, validation_alias=_alias("hash_concurrency"))
+    # Workers x this should not exceed the cores: more never hashes faster, it only takes
+    # CPU from reads (docs/performance.md, *Admission policy*).
+    hash_concurrency: int = Field(default=1, ge=1, validation_alias=_alias("hash_concurrency"))
     # Hashes that may wait per worker; past that a login or register gets a 503.
     hash_queue_limit: int = Field(default=32, ge=0, validation_alias=_alias("hash_queue_limit"))
     # Longest a hash may wait for a slot (ms): a login that would wait longer (judged at
