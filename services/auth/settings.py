@@ -78,7 +78,7 @@ class AuthSettings(CommonSettings):
     # the event loop that refuses excess logins and serves refreshes runs before a hash.
     hash_nice: int = Field(default=10, ge=0, le=19, validation_alias=_alias("hash_nice"))
     # Hash in Linux's SCHED_IDLE class: a request's thread that wakes up preempts a hash.
-    hash_sched_idle: bool = Field(default=False, validation_alias=_alias("hash_sched_idle"))
+    hash_sched_idle: bool = Field(default=True, validation_alias=_alias("hash_sched_idle"))
 
     # Rate limits in the `limits` notation ("N/second|minute|hour|day"), fixed windows in Redis.
     rate_login_ip: str = Field(default="30/minute", validation_alias=_alias("rate_login_ip"))

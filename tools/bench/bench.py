@@ -85,6 +85,7 @@ def _redis_url(given: str | None, base: str) -> str:
 def main(argv: list[str] | None = None) -> Report:
     args = _args(argv)
     began = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     work = workdir()
     admin_url, redis_base, servers = (
         start_infra("bench", work / "infra")
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> Report:
             server.stop()  # type: ignore[attr-defined]
     report.targets = targets.judge(report, args.products)
     report.settings["wall time"] = f"{time.monotonic() - began:.0f} s"
+    # What else ran on the machine: the ceilings move with it, the ratios less so.
+    report.settings["load average (1 min) at the start / the end"] = (
+        f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
+    )
     report_writer.write(report, args.out)
     print(f"wrote {args.out} ({len(report.rows)} rows, generator {generator})")
     return report
