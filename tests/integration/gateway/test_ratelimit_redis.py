@@ -6,6 +6,7 @@ survives a killed connection; a silent server fails the limiter open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -140,8 +141,16 @@ class _Counted(RateLimiter):
         return await super()._count(key, window_ms, hits)
 
 
-def _counted(redis: aioredis.Redis, limit: Limit, prefix: str) -> _Counted:
-    return _Counted(redis, anonymous=limit, user=limit, auth=limit, prefix=prefix)
+@contextlib.asynccontextmanager
+async def _counted(
+    redis: aioredis.Redis, limit: Limit, prefix: str | None = None
+) -> AsyncIterator[_Counted]:
+    prefix = prefix or f"rl:test:{uuid.uuid4().hex}"
+    limiter = _Counted(redis, anonymous=limit, user=limit, auth=limit, prefix=prefix)
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
 
 
 @pytest.mark.parametrize("lean_switch", [True, False], indirect=True, ids=["lean", "redis-py"])
@@ -149,8 +158,7 @@ async def test_a_busy_subject_costs_a_round_trip_per_block(
     redis: aioredis.Redis, lean_switch: bool
 ) -> None:
     limit = Limit("t_busy", 100_000, 60)
-    limiter = _counted(redis, limit, f"rl:test:{uuid.uuid4().hex}")
-    try:
+    async with _counted(redis, limit) as limiter:
         first = await limiter.hit(limit, "198.51.100.20")
         key = limit.key(limiter._prefix, "198.51.100.20")
         # A subject's first request is counted alone: a light client costs exactly one.
@@ -164,8 +172,6 @@ async def test_a_busy_subject_costs_a_round_trip_per_block(
         assert 1_000 <= counted < 1_000 + ratelimit.LEASE_MAX  # leased, not all spent
         last = decisions[-1]
         assert last is not None and last.remaining == limit.amount - 1_000
-    finally:
-        await limiter.close()
 
 
 @pytest.mark.parametrize("lean_switch", [True, False], indirect=True, ids=["lean", "redis-py"])
@@ -174,8 +180,9 @@ async def test_workers_leasing_together_never_admit_more_than_the_limit(
 ) -> None:
     limit = Limit("t_shared", 400, 60)
     prefix = f"rl:test:{uuid.uuid4().hex}"
-    workers = [_counted(redis, limit, prefix) for _ in range(3)]  # three gateway workers
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        three = [_counted(redis, limit, prefix) for _ in range(3)]  # three gateway workers
+        workers = [await stack.enter_async_context(worker) for worker in three]
         allowed = 0
         for _ in range(60):  # 60 rounds of 20 concurrent requests over the three: 1,200
             decisions = await asyncio.gather(
@@ -193,9 +200,6 @@ async def test_workers_leasing_together_never_admit_more_than_the_limit(
         refused = await asyncio.gather(*(w.hit(limit, "203.0.113.50") for w in workers))
         assert all(d is not None and not d.allowed for d in refused)
         assert sum(w.round_trips for w in workers) == trips
-    finally:
-        for worker in workers:
-            await worker.close()
 
 
 @pytest.mark.parametrize("lean_switch", [True], indirect=True)
@@ -203,8 +207,7 @@ async def test_a_new_window_drops_what_the_old_one_leased(
     redis: aioredis.Redis, lean_switch: bool
 ) -> None:
     limit = Limit("t_window", 10_000, 1)  # one-second windows
-    limiter = _counted(redis, limit, f"rl:test:{uuid.uuid4().hex}")
-    try:
+    async with _counted(redis, limit) as limiter:
         for _ in range(40):
             await limiter.hit(limit, "198.51.100.30")
         lease = limiter._leases[(limit, "198.51.100.30")]
@@ -215,8 +218,6 @@ async def test_a_new_window_drops_what_the_old_one_leased(
         # A new window in Redis, counted from one; the old block was not carried over.
         assert int(await redis.get(lease.key)) == 1
         assert lease.tokens == 0
-    finally:
-        await limiter.close()
 
 
 @pytest.mark.parametrize("lean_switch", [True], indirect=True)
@@ -224,8 +225,7 @@ async def test_concurrent_requests_of_a_subject_share_one_block_in_flight(
     redis: aioredis.Redis, lean_switch: bool
 ) -> None:
     limit = Limit("t_flight", 100_000, 60)
-    limiter = _counted(redis, limit, f"rl:test:{uuid.uuid4().hex}")
-    try:
+    async with _counted(redis, limit) as limiter:
         tasks = [asyncio.create_task(limiter.hit(limit, "198.51.100.40")) for _ in range(64)]
         await asyncio.sleep(0)
         for task in tasks[1:6]:  # clients that went away while waiting for the block
@@ -238,5 +238,3 @@ async def test_concurrent_requests_of_a_subject_share_one_block_in_flight(
         assert limiter.round_trips <= 8
         counted = int(await redis.get(limit.key(limiter._prefix, "198.51.100.40")))
         assert 59 <= counted < 59 + ratelimit.LEASE_MAX
-    finally:
-        await limiter.close()
