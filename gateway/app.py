@@ -105,7 +105,11 @@ def create_app(
     async def health(app: FastAPI) -> None:
         assert proxy.session is not None
         await poll_health(
-            table, proxy.session, interval=settings.health_interval, wait=settings.health_timeout
+            table,
+            proxy.session,
+            interval=settings.health_interval,
+            wait=settings.health_timeout,
+            unhealthy_interval=settings.health_unhealthy_interval,
         )
 
     spec = ServiceSpec(

@@ -153,12 +153,19 @@ async def check_instance(session: aiohttp.ClientSession, inst: Instance, wait: f
 
 
 async def poll_health(
-    table: RoutingTable, session: aiohttp.ClientSession, *, interval: float, wait: float
+    table: RoutingTable,
+    session: aiohttp.ClientSession,
+    *,
+    interval: float,
+    wait: float,
+    unhealthy_interval: float | None = None,
 ) -> None:
-    """Forever: poll every instance's /healthz concurrently, then sleep."""
+    """Forever: poll every instance's /healthz concurrently, then sleep: `interval` while
+    all are healthy, `unhealthy_interval` while one is not (as Envoy's health checks)."""
+    sooner = min(interval, unhealthy_interval or interval)
     while True:
         instances = table.instances
         results = await asyncio.gather(*(check_instance(session, i, wait) for i in instances))
         for inst, ok in zip(instances, results, strict=True):
             inst.set_healthy(ok)
-        await pause(interval)
+        await pause(interval if all(results) else sooner)

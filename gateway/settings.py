@@ -83,6 +83,12 @@ class GatewaySettings(CommonSettings):
         default=10.0, gt=0, validation_alias=_alias("circuit_open_seconds")
     )
     health_interval: float = Field(default=5.0, gt=0, validation_alias=_alias("health_interval"))
+    # While an instance is unhealthy it is polled this often instead (never less often
+    # than health_interval): a restarted or late-starting instance is back in well under
+    # a second, not up to a whole interval later.
+    health_unhealthy_interval: float = Field(
+        default=0.5, gt=0, validation_alias=_alias("health_unhealthy_interval")
+    )
     health_timeout: float = Field(default=1.0, gt=0, validation_alias=_alias("health_timeout"))
 
     # `limits` notation; fixed windows in Redis shared by every worker and replica.

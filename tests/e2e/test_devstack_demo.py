@@ -67,6 +67,8 @@ def test_make_run_seeds_a_catalog_and_prints_the_demo_admin(infra: Infra, tmp_pa
         assert match, text[-2000:]
         email, password = match.groups()
         assert f"{gateway}/api/v1/catalog/products" in text
+        # The banner comes once the gateway sees every upstream healthy, not just running.
+        assert httpx.get(f"{gateway}/readyz", timeout=10).status_code == 200
 
         # Browsable: products and categories, with a cursor to the next page.
         products = httpx.get(f"{gateway}/api/v1/catalog/products?limit=5", timeout=10)

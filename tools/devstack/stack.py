@@ -144,7 +144,17 @@ def process_spec(config: StackConfig, name: str) -> ProcessSpec:
         port=port,
         cwd=config.root,
         fresh_dirs=(metrics_dir(config, name),),
+        health_path=_health_path(config, name),
     )
+
+
+def _health_path(config: StackConfig, name: str) -> str:
+    """The gateway is up when it sees every upstream healthy (/readyz: the banner must not
+    come before the API answers); with some services left out (--only) it never would."""
+    if name != "gateway":
+        return "/healthz"
+    running = available(config)
+    return "/readyz" if all(s.name in running for s in registry.API_SERVICES) else "/healthz"
 
 
 def build_specs(config: StackConfig) -> list[ProcessSpec]:
