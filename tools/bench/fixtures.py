@@ -4,6 +4,7 @@ product ids to read, accounts to log in with, an admin token, a deep list cursor
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -92,7 +93,14 @@ def register(auth_url: str, count: int) -> list[str]:
     emails = [f"bench-{run}-{i}@example.com" for i in range(count)]
     with httpx.Client(base_url=auth_url, timeout=30) as client:
         for email in emails:
-            resp = client.post(f"{AUTH}/register", json={"email": email, "password": USER_PASSWORD})
+            body = {"email": email, "password": USER_PASSWORD}
+            deadline = time.monotonic() + 60
+            resp = client.post(f"{AUTH}/register", json=body)
+            # Shed right after a login storm (its last hashes still finishing): back off
+            # as Retry-After says, as docs/auth.md asks of every client.
+            while resp.status_code == 503 and time.monotonic() < deadline:
+                time.sleep(float(resp.headers.get("Retry-After", "1")))
+                resp = client.post(f"{AUTH}/register", json=body)
             if resp.status_code >= 400:
                 raise RuntimeError(f"register answered {resp.status_code}: {resp.text[:200]}")
     return emails
