@@ -154,8 +154,8 @@ class RateLimiter:
             await lease.asking.wait()
         if lease.until > now:
             ask = max(1, min(LEASE_MAX, 2 * lease.block, lease.left // LEASE_SHARE))
-        else:
-            ask = 1
+        else:  # a new window: what was leased in the old one is gone
+            ask, lease.tokens = 1, 0
         asking = lease.asking = asyncio.Event()
         try:
             return await self._take(lease, limit, ask)
@@ -175,11 +175,8 @@ class RateLimiter:
         self._guard.succeeded()
         # What Redis granted: the part of this block still under the limit.
         granted = max(0, min(ask, limit.amount - (count - ask)))
-        now = time.monotonic()
         left_s = (ttl if ttl > 0 else window_ms) / 1000
-        if count == ask or lease.until <= now:
-            lease.tokens = 0  # a new window: what was leased in the old one is gone
-        lease.until = now + left_s
+        lease.until = time.monotonic() + left_s
         lease.block = ask
         lease.left = max(0, limit.amount - count)
         if granted == 0:

@@ -158,11 +158,11 @@ async def poll_health(
     *,
     interval: float,
     wait: float,
-    unhealthy_interval: float | None = None,
+    unhealthy_interval: float,
 ) -> None:
     """Forever: poll every instance's /healthz concurrently, then sleep: `interval` while
     all are healthy, `unhealthy_interval` while one is not (as Envoy's health checks)."""
-    sooner = min(interval, unhealthy_interval or interval)
+    sooner = min(interval, unhealthy_interval)
     while True:
         instances = table.instances
         results = await asyncio.gather(*(check_instance(session, i, wait) for i in instances))
