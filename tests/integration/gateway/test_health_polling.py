@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import aiohttp
 from aiohttp import web
 
 from gateway.routing import RoutingTable, poll_health
+from tests.support.polling import eventually
 from tools.devstack.embedded import free_port
 
 
@@ -35,16 +35,11 @@ async def test_an_instance_up_after_a_failed_poll_is_back_within_the_unhealthy_i
             poll_health(table, session, interval=60.0, wait=1.0, unhealthy_interval=0.1)
         )
         try:
-            deadline = time.monotonic() + 5
-            while instance.healthy and time.monotonic() < deadline:  # the first poll: refused
-                await asyncio.sleep(0.02)
-            assert not instance.healthy
+            # The first poll: refused.
+            await eventually(lambda: not instance.healthy, timeout=5, what="marked unhealthy")
             await web.TCPSite(runner, "127.0.0.1", port).start()  # the instance starts now
-            started = time.monotonic()
-            while not instance.healthy and time.monotonic() - started < 5:
-                await asyncio.sleep(0.02)
-            assert instance.healthy
-            assert time.monotonic() - started < 2.0  # not the 60 s health interval
+            # Back well before the 60 s health interval.
+            await eventually(lambda: instance.healthy, timeout=2, what="healthy again")
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
