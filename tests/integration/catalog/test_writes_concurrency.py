@@ -56,6 +56,23 @@ async def test_same_key_replays_first_answer_and_other_body_is_422() -> None:
             assert bad.status_code in (400, 422) and bad.status_code != 201, bad_key
 
 
+async def test_a_replay_answers_the_first_201_even_after_the_resource_was_deleted() -> None:
+    # The Idempotency-Key contract (and why tests/fuzz/schemathesis.toml turns the
+    # fuzzer's ensure_resource_availability off for the creates).
+    async with catalog_client() as (_, client):
+        headers = {**admin_headers("admin-1"), "Idempotency-Key": uuid.uuid4().hex}
+        body = {"name": "Gone", "slug": f"gone-{uuid.uuid4().hex[:8]}", "parent_id": None}
+        first = await client.post(f"{API}/categories", json=body, headers=headers)
+        assert first.status_code == 201
+        deleted = await client.delete(first.headers["location"], headers=admin_headers("admin-1"))
+        assert deleted.status_code == 204
+        replay = await client.post(f"{API}/categories", json=body, headers=headers)
+        assert replay.status_code == 201 and replay.json() == first.json()
+        assert replay.headers["idempotent-replayed"] == "true"
+        gone = await client.get(first.headers["location"])
+        assert is_problem(gone, 404)
+
+
 async def test_failed_create_does_not_burn_the_key() -> None:
     async with catalog_client() as (app, client):
         existing = await create_product(client)
