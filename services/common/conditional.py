@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from services.common import problems
 
@@ -37,6 +38,12 @@ def parse_tags(header: str) -> list[EntityTag]:
 
 def _is_star(header: str) -> bool:
     return header.strip() == "*"
+
+
+# The documented answer of every GET that honours If-None-Match (OpenAPI `responses`).
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: If-None-Match names the current ETag (or is *)"}
+}
 
 
 def none_match(header: str | None, current: str) -> bool:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from services.common.cache import Cache
-from services.common.conditional import etag, if_match_versions, none_match
+from services.common.conditional import NOT_MODIFIED, etag, if_match_versions, none_match
 from services.common.db import SessionDep
 from services.common.pagination import (
     DEFAULT_LIMIT,
@@ -61,7 +61,9 @@ def _written(profile: Profile) -> Response:
     return Response(service.dump(profile), media_type="application/json", headers=headers)
 
 
-@router.get("/me", response_model=ProfileOut, summary="My profile", name="getMe")
+@router.get(
+    "/me", response_model=ProfileOut, summary="My profile", responses=NOT_MODIFIED, name="getMe"
+)
 async def get_me(
     request: Request, session: SessionDep, principal: CurrentUser, if_none_match: IfNoneMatch = None
 ) -> Response:
@@ -136,7 +138,7 @@ async def list_users(
     "/{user_id}",
     response_model=ProfileOut | PublicProfile,
     summary="A user: public view, or the full view for the owner and admins",
-    responses=NOT_FOUND,
+    responses={**NOT_MODIFIED, **NOT_FOUND},
     name="getUser",
 )
 async def get_user(

@@ -83,3 +83,24 @@ def test_a_route_without_an_explicit_name_is_caught() -> None:
     found = problems(app.openapi(), {k: v for k, v in ids.items() if "/api/" in k})
     assert any("give the route an explicit name=" in p and "list_things" in p for p in found)
     assert not any("getThing" in p for p in found)
+
+
+def test_every_conditional_get_documents_its_304(merged: dict[str, Any]) -> None:
+    # Found by the fuzzer: GET /users/me answered 304 to `If-None-Match: *` undocumented.
+    conditional = [
+        f"GET {path}"
+        for path, item in merged["paths"].items()
+        if any(p.get("name") == "If-None-Match" for p in item.get("get", {}).get("parameters", []))
+    ]
+    assert "GET /api/v1/users/me" in conditional
+    undocumented = [
+        name
+        for name in conditional
+        if "304" not in merged["paths"][name.removeprefix("GET ")]["get"]["responses"]
+    ]
+    assert not undocumented, undocumented
+    for path in (
+        "/api/v1/catalog/products/{product_id}",
+        "/api/v1/catalog/categories/{category_id}",
+    ):
+        assert "304" in merged["paths"][path]["get"]["responses"]  # If-None-Match read by hand

@@ -21,7 +21,7 @@ from services.catalog.idempotency import IdempotencyKeyHeader
 from services.catalog.products.api import PREFIX
 from services.catalog.responses import json_response, model_json, page_json
 from services.common import problems
-from services.common.conditional import etag, if_match_versions, none_match
+from services.common.conditional import NOT_MODIFIED, etag, if_match_versions, none_match
 from services.common.db import SessionDep
 from services.common.pagination import Page, link_header
 from services.common.security import AdminUser
@@ -75,6 +75,7 @@ async def list_categories(
     "/categories/{category_id}",
     response_model=CategoryOut,
     summary="One category",
+    responses=NOT_MODIFIED,
     name="getCategory",
 )
 async def get_category(category_id: uuid.UUID, request: Request, session: SessionDep) -> Response:
@@ -86,6 +87,7 @@ async def get_category(category_id: uuid.UUID, request: Request, session: Sessio
     "/categories/by-slug/{slug}",
     response_model=CategoryOut,
     summary="One category by slug",
+    responses=NOT_MODIFIED,
     name="getCategoryBySlug",
 )
 async def get_category_by_slug(

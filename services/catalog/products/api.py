@@ -21,7 +21,7 @@ from services.catalog.products.schemas import (
 )
 from services.catalog.responses import json_response, model_json, page_json
 from services.common import problems
-from services.common.conditional import etag, if_match_versions, none_match
+from services.common.conditional import NOT_MODIFIED, etag, if_match_versions, none_match
 from services.common.db import SessionDep
 from services.common.jwt import Principal
 from services.common.pagination import Page, link_header
@@ -69,7 +69,7 @@ def _expected(request: Request, *, required: bool) -> list[int] | None:
     "/products",
     response_model=Page[ProductOut],
     summary="List products",
-    responses={403: {"description": "Filtering by status needs the admin role"}},
+    responses={**NOT_MODIFIED, 403: {"description": "Filtering by status needs the admin role"}},
     name="listProducts",
 )
 async def list_products(
@@ -117,7 +117,7 @@ async def list_products(
     "/products/{product_id}",
     response_model=ProductOut,
     summary="One product (cached; ETag / If-None-Match)",
-    responses={304: {"description": "Not modified"}, 404: {"description": "No such product"}},
+    responses={**NOT_MODIFIED, 404: {"description": "No such product"}},
     name="getProduct",
 )
 async def get_product(product_id: ProductId, request: Request) -> Response:
